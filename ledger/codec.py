@@ -1,0 +1,217 @@
+"""Canonical msgpack: one value, exactly one byte string.
+
+Theory of operation. ``pack`` writes msgpack with the smallest integer and
+length forms (msgpack's own packer always does), ``bin`` for bytes, ``str``
+for text, and maps in the order their keys were inserted. Records are maps
+whose keys follow a fixed schema order (``Field`` lists below), with optional
+fields left out rather than written as nil.
+
+``unpack`` accepts a byte string only if re-packing the decoded value gives
+the same bytes back. That single check refuses non-minimal integers and
+lengths, str/bin confusion and, together with the duplicate-key hook, maps
+whose keys repeat. Floats, extension types and trailing bytes are refused
+explicitly. ``check_record`` then holds a decoded map to a schema: key order,
+no unknown or missing keys, types, sizes and ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+import msgpack
+
+from ledger.errors import EncodingError
+
+Value: TypeAlias = (
+    "None | bool | int | bytes | str | list[Value] | tuple[Value, ...] | dict[str, Value]"
+)
+
+# Large enough for a 10,000-entry submission; anything bigger is refused
+# before msgpack allocates for it.
+MAX_ENCODED_SIZE: Final = 16 * 1024 * 1024
+INT_MIN: Final = -(2**63)
+INT_MAX: Final = 2**64 - 1
+
+
+def pack(value: Value) -> bytes:
+    """The canonical encoding of ``value`` (dict keys in insertion order)."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EncodingError(f"cannot encode value: {exc}") from exc
+
+
+def _pairs_hook(pairs: list[tuple[object, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, val in pairs:
+        if not isinstance(key, str):
+            raise EncodingError("map key is not a string")
+        if key in out:
+            raise EncodingError(f"duplicate map key {key!r}")
+        if isinstance(val, float):
+            raise EncodingError(f"float in field {key!r}")
+        out[key] = val
+    return out
+
+
+def _list_hook(items: list[object]) -> list[object]:
+    for item in items:
+        if isinstance(item, float):
+            raise EncodingError("float in array")
+    return items
+
+
+def _ext_hook(code: int, data: bytes) -> object:
+    raise EncodingError(f"extension type {code} is not allowed")
+
+
+def unpack(data: bytes, *, max_size: int = MAX_ENCODED_SIZE) -> Value:
+    """Decode ``data``, refusing anything but a canonical encoding."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise EncodingError("expected bytes")
+    if len(data) > max_size:
+        raise EncodingError(f"encoding of {len(data)} bytes exceeds {max_size}")
+    if len(data) == 0:
+        raise EncodingError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            object_pairs_hook=_pairs_hook,
+            list_hook=_list_hook,
+            ext_hook=_ext_hook,
+        )
+    except EncodingError:
+        raise
+    except msgpack.ExtraData as exc:
+        raise EncodingError("trailing bytes after the value") from exc
+    except (ValueError, TypeError, UnicodeDecodeError, msgpack.UnpackException) as exc:
+        raise EncodingError(f"not valid msgpack: {exc}") from exc
+    if isinstance(value, float):
+        raise EncodingError("float value")
+    if pack(value) != bytes(data):
+        raise EncodingError("not the canonical encoding (non-minimal form?)")
+    return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One key of a record schema.
+
+    ``kind`` is the Python type the value must have (``bool`` is not an
+    ``int`` here). ``size`` pins the exact length of bytes; ``max_len``
+    bounds bytes, str and list lengths; ``low``/``high`` bound integers.
+    """
+
+    name: str
+    kind: type
+    optional: bool = False
+    size: int | None = None
+    max_len: int | None = None
+    low: int = 0
+    high: int = INT_MAX
+
+
+def _check_field(field: Field, val: Value, what: str) -> None:
+    kind = field.kind
+    ok = isinstance(val, kind) and not (kind is int and isinstance(val, bool))
+    if kind is list and isinstance(val, tuple):
+        ok = True
+    if not ok:
+        raise EncodingError(
+            f"{what}.{field.name}: expected {kind.__name__}, got {type(val).__name__}"
+        )
+    if isinstance(val, int) and not isinstance(val, bool):
+        if not field.low <= val <= field.high:
+            raise EncodingError(f"{what}.{field.name}: {val} out of range")
+    if isinstance(val, bytes) and field.size is not None and len(val) != field.size:
+        raise EncodingError(
+            f"{what}.{field.name}: expected {field.size} bytes, got {len(val)}"
+        )
+    if isinstance(val, bytes | str | list | tuple | dict):
+        if field.max_len is not None and len(val) > field.max_len:
+            raise EncodingError(f"{what}.{field.name}: longer than {field.max_len}")
+        if isinstance(val, str) and field.max_len is None and len(val) > 4096:
+            raise EncodingError(f"{what}.{field.name}: string too long")
+
+
+def check_record(value: Value, fields: Sequence[Field], what: str) -> dict[str, Value]:
+    """Hold a decoded map to ``fields``: order, presence, types and bounds.
+
+    Returns the map unchanged so callers can read typed fields from it.
+    """
+    if not isinstance(value, dict):
+        raise EncodingError(f"{what}: expected a map")
+    names = [f.name for f in fields]
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise EncodingError(f"{what}: unknown field {unknown[0]!r}")
+    order = [k for k in names if k in value]
+    if list(value) != order:
+        raise EncodingError(f"{what}: fields out of order")
+    for field in fields:
+        if field.name not in value:
+            if not field.optional:
+                raise EncodingError(f"{what}: missing field {field.name!r}")
+            continue
+        _check_field(field, value[field.name], what)
+    return value
+
+
+def build_record(fields: Sequence[Field], values: dict[str, Value]) -> dict[str, Value]:
+    """A map in schema order with ``None`` optionals left out."""
+    out: dict[str, Value] = {}
+    for field in fields:
+        val = values.get(field.name)
+        if val is None:
+            if not field.optional:
+                raise EncodingError(f"missing field {field.name!r}")
+            continue
+        out[field.name] = val
+    return out
+
+
+def get_int(rec: dict[str, Value], name: str) -> int:
+    val = rec[name]
+    assert isinstance(val, int)
+    return val
+
+
+def get_opt_int(rec: dict[str, Value], name: str) -> int | None:
+    val = rec.get(name)
+    assert val is None or isinstance(val, int)
+    return val
+
+
+def get_bytes(rec: dict[str, Value], name: str) -> bytes:
+    val = rec[name]
+    assert isinstance(val, bytes)
+    return val
+
+
+def get_opt_bytes(rec: dict[str, Value], name: str) -> bytes | None:
+    val = rec.get(name)
+    assert val is None or isinstance(val, bytes)
+    return val
+
+
+def get_str(rec: dict[str, Value], name: str) -> str:
+    val = rec[name]
+    assert isinstance(val, str)
+    return val
+
+
+def get_opt_str(rec: dict[str, Value], name: str) -> str | None:
+    val = rec.get(name)
+    assert val is None or isinstance(val, str)
+    return val
+
+
+def get_list(rec: dict[str, Value], name: str) -> list[Value]:
+    val = rec[name]
+    assert isinstance(val, list | tuple)
+    return list(val)
