@@ -1,0 +1,179 @@
+"""The current status of a document or registry record: state-map values.
+
+The state map holds, under a doc id or a ``record_key``, the canonical
+encoding of one ``StatusRecord``. Which optional fields are present depends
+on ``status`` (checked on construction, so a half-filled record cannot be
+built or decoded):
+
+- documents (``valid``, ``revoked``, ``superseded``) carry ``doc_type``,
+  ``issued_at`` and ``anchor_leaf`` (the leaf index of their anchor);
+  ``revoked`` adds ``revoked_at`` and ``reason``; ``superseded`` adds
+  ``superseded_by``. A superseded document may later be revoked; it then
+  keeps ``superseded_by`` so the record still says what replaced it.
+- ``record`` carries ``registry``, ``record_id``, ``version``, ``digest``.
+
+``leaf`` is always the index of the leaf that produced this status (the
+last change), so a verifier can fetch and check that leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Final
+
+from ledger.codec import (
+    Field,
+    Value,
+    check_record,
+    get_int,
+    get_opt_bytes,
+    get_opt_int,
+    get_opt_str,
+    get_str,
+    pack,
+    unpack,
+)
+from ledger.entries import Anchor, Record, Revoke, Supersede
+from ledger.errors import EncodingError
+
+DOCUMENT_STATUSES: Final = ("valid", "revoked", "superseded")
+STATUSES: Final = (*DOCUMENT_STATUSES, "record")
+
+STATUS_FIELDS: Final = (
+    Field("status", str, max_len=16),
+    Field("issuer", str, max_len=40),
+    Field("doc_type", str, optional=True, max_len=40),
+    Field("issued_at", int, optional=True),
+    Field("valid_from", int, optional=True),
+    Field("valid_until", int, optional=True),
+    Field("anchor_leaf", int, optional=True),
+    Field("leaf", int),
+    Field("revoked_at", int, optional=True),
+    Field("reason", str, optional=True, max_len=40),
+    Field("superseded_by", bytes, optional=True, size=32),
+    Field("registry", str, optional=True, max_len=40),
+    Field("record_id", bytes, optional=True, max_len=64),
+    Field("version", int, optional=True, low=1),
+    Field("digest", bytes, optional=True, size=32),
+)
+_NAMES: Final = tuple(f.name for f in STATUS_FIELDS)
+# Fields each status requires beyond status, issuer and leaf.
+_REQUIRED: Final = {
+    "valid": ("doc_type", "issued_at", "anchor_leaf"),
+    "revoked": ("doc_type", "issued_at", "anchor_leaf", "revoked_at", "reason"),
+    "superseded": ("doc_type", "issued_at", "anchor_leaf", "superseded_by"),
+    "record": ("registry", "record_id", "version", "digest"),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRecord:
+    """One state-map value; see the module docstring for which fields apply."""
+
+    status: str
+    issuer: str
+    leaf: int  # leaf index of the change that produced this status
+    doc_type: str | None = None
+    issued_at: int | None = None
+    valid_from: int | None = None
+    valid_until: int | None = None
+    anchor_leaf: int | None = None
+    revoked_at: int | None = None
+    reason: str | None = None
+    superseded_by: bytes | None = None
+    registry: str | None = None
+    record_id: bytes | None = None
+    version: int | None = None
+    digest: bytes | None = None
+
+    def __post_init__(self) -> None:
+        required = _REQUIRED.get(self.status)
+        if required is None:
+            raise EncodingError(f"unknown status {self.status!r}")
+        for name in required:
+            if getattr(self, name) is None:
+                raise EncodingError(f"{self.status} status needs {name!r}")
+
+    @property
+    def is_document(self) -> bool:
+        return self.status != "record"
+
+    def to_value(self) -> dict[str, Value]:
+        """The canonical map (schema order, absent optionals left out)."""
+        out: dict[str, Value] = {}
+        for name in _NAMES:
+            val = getattr(self, name)
+            if val is not None:
+                out[name] = val
+        return out
+
+    def encode(self) -> bytes:
+        return pack(self.to_value())
+
+    @classmethod
+    def from_value(cls, value: Value) -> StatusRecord:
+        rec = check_record(value, STATUS_FIELDS, "status")
+        return cls(
+            status=get_str(rec, "status"),
+            issuer=get_str(rec, "issuer"),
+            leaf=get_int(rec, "leaf"),
+            doc_type=get_opt_str(rec, "doc_type"),
+            issued_at=get_opt_int(rec, "issued_at"),
+            valid_from=get_opt_int(rec, "valid_from"),
+            valid_until=get_opt_int(rec, "valid_until"),
+            anchor_leaf=get_opt_int(rec, "anchor_leaf"),
+            revoked_at=get_opt_int(rec, "revoked_at"),
+            reason=get_opt_str(rec, "reason"),
+            superseded_by=get_opt_bytes(rec, "superseded_by"),
+            registry=get_opt_str(rec, "registry"),
+            record_id=get_opt_bytes(rec, "record_id"),
+            version=get_opt_int(rec, "version"),
+            digest=get_opt_bytes(rec, "digest"),
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> StatusRecord:
+        """Parse a state-map value; EncodingError unless canonical and whole."""
+        return cls.from_value(unpack(data))
+
+    # --- the transitions the rules make --------------------------------------
+
+    @classmethod
+    def anchored(cls, entry: Anchor, *, leaf: int) -> StatusRecord:
+        """A freshly anchored document at leaf index ``leaf``."""
+        return cls(
+            status="valid",
+            issuer=entry.issuer,
+            leaf=leaf,
+            doc_type=entry.doc_type,
+            issued_at=entry.issued_at,
+            valid_from=entry.valid_from,
+            valid_until=entry.valid_until,
+            anchor_leaf=leaf,
+        )
+
+    def revoked(self, entry: Revoke, *, leaf: int) -> StatusRecord:
+        """This document revoked by ``entry`` at leaf index ``leaf``."""
+        return dataclasses.replace(
+            self, status="revoked", leaf=leaf, revoked_at=entry.at, reason=entry.reason
+        )
+
+    def superseded(self, entry: Supersede, *, leaf: int) -> StatusRecord:
+        """This document replaced by ``entry.new_doc_id`` at leaf ``leaf``."""
+        return dataclasses.replace(
+            self, status="superseded", leaf=leaf, superseded_by=entry.new_doc_id
+        )
+
+    @classmethod
+    def recorded(cls, entry: Record, *, leaf: int) -> StatusRecord:
+        """Registry record ``entry`` as of leaf index ``leaf``."""
+        return cls(
+            status="record",
+            issuer=entry.issuer,
+            leaf=leaf,
+            registry=entry.registry,
+            record_id=entry.record_id,
+            version=entry.version,
+            digest=entry.digest,
+        )
