@@ -1,0 +1,269 @@
+"""Vietnamese and English text of the verify page.
+
+Vietnamese is the default: the page is read mostly by employers and clerks in
+the province. English is one click away for foreign employers and embassies.
+Every user-facing string lives here, in both languages, so a missing
+translation is a test failure rather than a blank on a printed screen.
+
+Dates are shown as ``dd/mm/yyyy HH:MM`` in Vietnam time. Vietnam has kept
+UTC+7 with no daylight saving since 1975, so a fixed offset gives the same
+answer as ``Asia/Ho_Chi_Minh`` without depending on the host's tz database
+(slim containers often have none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Final
+
+LANGS: Final = ("vi", "en")
+DEFAULT_LANG: Final = "vi"
+VIETNAM_TZ: Final = timezone(timedelta(hours=7), "UTC+7")
+DATE_FORMAT: Final = "%d/%m/%Y %H:%M"
+
+# (vi, en) for each message; ``{name}`` placeholders are filled by ``text``.
+MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
+    "brand": ("Agency Ledger · Xác thực văn bản", "Agency Ledger · Document check"),
+    "heading": ("Kiểm tra văn bản", "Document verification"),
+    "skip": ("Bỏ qua, đến nội dung chính", "Skip to main content"),
+    "lang_nav": ("Ngôn ngữ", "Language"),
+    "switch_to": ("English", "Tiếng Việt"),
+    "status_label": ("Trạng thái văn bản", "Document status"),
+    "details": ("Thông tin văn bản", "Document details"),
+    "doc_id": ("Mã văn bản", "Document ID"),
+    "issuer": ("Cơ quan cấp", "Issued by"),
+    "doc_type": ("Loại văn bản", "Document type"),
+    "issued_at": ("Ngày cấp", "Issued on"),
+    "valid_from": ("Có hiệu lực từ", "Valid from"),
+    "valid_until": ("Có hiệu lực đến", "Valid until"),
+    "no_expiry": ("Không thời hạn", "No expiry date"),
+    "revoked_at": ("Ngày thu hồi", "Revoked on"),
+    "revoke_reason": ("Lý do thu hồi", "Reason for revocation"),
+    "superseded_by": ("Văn bản thay thế", "Replaced by"),
+    "superseded_note": (
+        "Liên kết trên cho biết trạng thái của văn bản mới, nhưng không kiểm tra "
+        "được tệp của văn bản đó: mã bí mật (salt) của văn bản mới chỉ có trong "
+        "mã QR in trên văn bản mới.",
+        "The link above shows the new document's status, but cannot check its "
+        "file: the new document's secret salt is only in the QR code printed on "
+        "the new document.",
+    ),
+    "detail": ("Chi tiết", "Details"),
+    "as_of": (
+        "Trạng thái tính đến {time} (giờ Việt Nam, UTC+7).",
+        "Status as of {time} (Vietnam time, UTC+7).",
+    ),
+    "ledger_position": (
+        "Sổ cái: khối {height}, {size} bản ghi.",
+        "Ledger: block {height}, {size} entries.",
+    ),
+    "file_title": ("Kiểm tra tệp PDF", "Check the PDF file"),
+    "file_intro": (
+        "Chọn hoặc kéo thả tệp PDF của văn bản để biết đó có đúng là tệp đã được "
+        "ghi nhận hay không. Tệp được kiểm tra ngay trên thiết bị của bạn và "
+        "không được gửi đi đâu.",
+        "Choose or drop the document's PDF file to find out whether it is exactly "
+        "the file that was recorded. The file is checked on your device and is "
+        "never sent anywhere.",
+    ),
+    "file_label": ("Chọn tệp PDF", "Choose the PDF file"),
+    "file_drop": (
+        "hoặc kéo thả tệp vào khung này",
+        "or drop the file into this box",
+    ),
+    "file_checking": ("Đang kiểm tra tệp…", "Checking the file…"),
+    "file_match": (
+        "Tệp khớp: đây đúng là tệp đã được ghi nhận cho mã văn bản này.",
+        "File matches: this is exactly the file recorded for this document ID.",
+    ),
+    "file_mismatch": (
+        "Tệp KHÔNG khớp (đã bị sửa đổi hoặc là văn bản khác). Không tin cậy tệp này.",
+        "File does NOT match (tampered, or a different document). "
+        "Do not rely on this file.",
+    ),
+    "no_salt": (
+        "Liên kết QR không đầy đủ: thiếu mã bí mật sau dấu # nên không thể kiểm "
+        "tra tệp. Hãy quét lại mã QR in trên văn bản.",
+        "The QR link is incomplete: the secret code after the # is missing, so "
+        "the file cannot be checked. Scan the QR code printed on the document "
+        "again.",
+    ),
+    "no_crypto": (
+        "Trình duyệt này không kiểm tra được tệp (cần trình duyệt mới và kết nối "
+        "an toàn https).",
+        "This browser cannot check files (a recent browser and a secure https "
+        "connection are needed).",
+    ),
+    "read_error": ("Không đọc được tệp.", "The file could not be read."),
+    "noscript": (
+        "Cần bật JavaScript để kiểm tra tệp. Trạng thái ở trên không cần JavaScript.",
+        "Checking a file needs JavaScript. The status above does not.",
+    ),
+    "footer": (
+        "Trang này chỉ hiển thị những gì sổ cái ghi nhận. Sổ cái không lưu nội "
+        "dung văn bản hay thông tin cá nhân.",
+        "This page shows only what the ledger records. The ledger holds no "
+        "document content and no personal data.",
+    ),
+}
+
+# Per status: (title, explanation) in (vi, en).
+STATUS_TEXT: Final[Mapping[str, tuple[tuple[str, str], tuple[str, str]]]] = {
+    "valid": (
+        ("Hợp lệ", "Văn bản do cơ quan cấp ghi nhận trên sổ cái và còn hiệu lực."),
+        (
+            "Valid",
+            "The issuing agency recorded this document on the ledger and it is "
+            "in force.",
+        ),
+    ),
+    "revoked": (
+        (
+            "Đã bị thu hồi",
+            "Cơ quan cấp đã thu hồi văn bản này; văn bản không còn giá trị.",
+        ),
+        ("Revoked", "The issuing agency revoked this document; it is no longer valid."),
+    ),
+    "superseded": (
+        (
+            "Đã được thay thế",
+            "Văn bản này đã được sửa đổi và cấp lại. Hãy dùng văn bản mới.",
+        ),
+        ("Superseded", "This document was amended and reissued. Use the new document."),
+    ),
+    "expired": (
+        ("Hết hiệu lực", "Văn bản này đã hết thời hạn hiệu lực."),
+        ("Expired", "This document's period of validity has ended."),
+    ),
+    "not_yet_valid": (
+        ("Chưa có hiệu lực", "Văn bản này chưa đến ngày có hiệu lực."),
+        ("Not yet valid", "This document does not take effect until a later date."),
+    ),
+    "not_found": (
+        (
+            "Không tìm thấy",
+            "Không có văn bản nào mang mã này trên sổ cái. Văn bản "
+            "có thể là giả, hoặc mã QR bị sai.",
+        ),
+        (
+            "Not found",
+            "No document with this ID is on the ledger. The document "
+            "may be forged, or the QR code may be wrong.",
+        ),
+    ),
+    "tampered": (
+        (
+            "Dữ liệu bị sửa đổi",
+            "Bằng chứng không khớp với dữ liệu đã ghi nhận. Không tin cậy văn bản này.",
+        ),
+        (
+            "Tampered",
+            "The proof does not match what was recorded. Do not rely on this document.",
+        ),
+    ),
+    "unknown_issuer": (
+        (
+            "Cơ quan cấp không xác định",
+            "Văn bản được ký bởi một cơ quan không có trong danh sách tin cậy.",
+        ),
+        (
+            "Unknown issuer",
+            "The document was signed by an agency that is not on the trust list.",
+        ),
+    ),
+    "stale": (
+        (
+            "Chưa cập nhật",
+            "Dữ liệu sổ cái mới nhất đã quá cũ nên trạng thái có "
+            "thể đã thay đổi. Hãy thử lại sau.",
+        ),
+        (
+            "Out of date",
+            "The latest ledger data is too old, so the status may have "
+            "changed. Try again later.",
+        ),
+    ),
+    "malformed": (
+        ("Mã không hợp lệ", "Mã văn bản hoặc dữ liệu không đúng định dạng."),
+        ("Malformed", "The document ID or the data is not in the expected format."),
+    ),
+}
+
+DOC_TYPE_NAMES: Final[Mapping[str, tuple[str, str]]] = {
+    "criminal_record": ("Phiếu lý lịch tư pháp", "Criminal record certificate"),
+    "birth_registration": ("Giấy khai sinh", "Birth certificate"),
+    "marriage_registration": ("Giấy chứng nhận kết hôn", "Marriage certificate"),
+    "land_use": ("Giấy chứng nhận quyền sử dụng đất", "Land use right certificate"),
+    "health_record": ("Hồ sơ sức khỏe", "Health record"),
+}
+
+REVOKE_REASON_NAMES: Final[Mapping[str, tuple[str, str]]] = {
+    "issued_in_error": ("Cấp nhầm", "Issued in error"),
+    "withdrawn": ("Cơ quan cấp rút lại", "Withdrawn by the issuer"),
+    "court_order": ("Theo quyết định của tòa án", "By court order"),
+    "holder_request": ("Theo yêu cầu của người được cấp", "At the holder's request"),
+    "key_compromise": (
+        "Khóa ký của cơ quan cấp bị lộ",
+        "Issuer's signing key compromised",
+    ),
+    "other": ("Lý do khác", "Other reason"),
+}
+
+
+def normalize_lang(value: str | None) -> str:
+    """``value`` if it is a supported language, else the default (``vi``).
+
+    For a query parameter: an unknown ``?lang=`` shows the page, not an error.
+    """
+    if value is not None and value.lower() in LANGS:
+        return value.lower()
+    return DEFAULT_LANG
+
+
+def _index(lang: str) -> int:
+    try:
+        return LANGS.index(lang)
+    except ValueError:
+        raise ValueError(
+            f"unsupported language {lang!r}; expected one of {LANGS}"
+        ) from None
+
+
+def text(key: str, lang: str, **values: str) -> str:
+    """The message ``key`` in ``lang`` with ``{name}`` placeholders filled.
+
+    Raises ``KeyError`` for an unknown key, ``ValueError`` for a language
+    other than ``LANGS``.
+    """
+    message = MESSAGES[key][_index(lang)]
+    return message.format(**values) if values else message
+
+
+def status_text(status: str, lang: str) -> tuple[str, str]:
+    """(title, explanation) of a verifier status in ``lang``."""
+    return STATUS_TEXT[status][_index(lang)]
+
+
+def doc_type_name(doc_type: str, lang: str) -> str:
+    """The document type's name in ``lang``; an unknown type shows its code."""
+    names = DOC_TYPE_NAMES.get(doc_type)
+    return doc_type if names is None else names[_index(lang)]
+
+
+def revoke_reason_name(reason: str, lang: str) -> str:
+    """The revocation reason in ``lang``; an unknown code shows itself."""
+    names = REVOKE_REASON_NAMES.get(reason)
+    return reason if names is None else names[_index(lang)]
+
+
+def format_time(ms: int) -> str:
+    """Unix milliseconds as ``dd/mm/yyyy HH:MM`` in Vietnam time (UTC+7)."""
+    # Whole seconds: the display shows minutes, and no float enters the math.
+    return datetime.fromtimestamp(ms // 1000, VIETNAM_TZ).strftime(DATE_FORMAT)
+
+
+def format_count(n: int, lang: str) -> str:
+    """An integer with the language's thousands separator (10.000 / 10,000)."""
+    grouped = f"{n:,}"
+    return grouped.replace(",", ".") if _index(lang) == 0 else grouped

@@ -1,0 +1,279 @@
+"""The verify page as HTML: translations, escaping, links, what is shown when."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from api.i18n import (
+    DOC_TYPE_NAMES,
+    LANGS,
+    MESSAGES,
+    REVOKE_REASON_NAMES,
+    STATUS_TEXT,
+    doc_type_name,
+    format_count,
+    format_time,
+    normalize_lang,
+    revoke_reason_name,
+    text,
+)
+from api.verify_page import (
+    PAGE_CSP,
+    STATIC_DIR,
+    VERIFY_PAGE_HEADERS,
+    VerifyView,
+    render_verify_page,
+)
+from ledger.domains import DOC_ID
+from ledger.errors import STATUSES
+
+DOC = "0f" * 32
+NEW_DOC = "a1" * 32
+# 2025-03-05 07:30 UTC = 14:30 in Vietnam.
+ISSUED_MS = 1_741_159_800_000
+NAMES = {"vi": "Công an tỉnh Sông Xanh", "en": "Song Xanh Provincial Police"}
+VOID = frozenset({"meta", "link", "input", "br", "img", "path", "circle"})
+
+
+class Page(HTMLParser):
+    """Element text and attributes by id, plus a nesting check."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.attrs: dict[str, dict[str, str | None]] = {}
+        self.texts: dict[str, list[str]] = {}
+        self.stack: list[tuple[str, str | None]] = []
+        self.feed(source)
+        self.close()
+        assert self.stack == [], f"unclosed elements: {self.stack}"
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element_id = dict(attrs).get("id")
+        if element_id is not None:
+            assert element_id not in self.attrs, f"duplicate id {element_id}"
+            self.attrs[element_id] = dict(attrs)
+            self.texts[element_id] = []
+        if tag not in VOID:
+            self.stack.append((tag, element_id))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        open_tag, _ = self.stack.pop()
+        assert open_tag == tag, f"</{tag}> closes <{open_tag}>"
+
+    def handle_data(self, data: str) -> None:
+        for _, element_id in self.stack:
+            if element_id is not None:
+                self.texts[element_id].append(data)
+
+    def text(self, element_id: str) -> str:
+        return " ".join(" ".join(self.texts[element_id]).split())
+
+
+def view(status: str = "valid", **fields: object) -> VerifyView:
+    base: dict[str, object] = {
+        "doc_id_hex": DOC,
+        "status": status,
+        "issuer_id": "police",
+        "issuer_names": NAMES,
+        "doc_type": "criminal_record",
+        "issued_at_ms": ISSUED_MS,
+        "checkpoint_time_ms": ISSUED_MS + 3_600_000,
+        "tree_size": 12_345,
+        "height": 42,
+    }
+    base.update(fields)
+    return VerifyView(**base)  # type: ignore[arg-type]
+
+
+def test_every_message_exists_in_both_languages() -> None:
+    for key, pair in MESSAGES.items():
+        assert len(pair) == len(LANGS) and all(pair), key
+    assert set(STATUS_TEXT) == set(STATUSES)
+    for pairs in STATUS_TEXT.values():
+        assert all(title and body for title, body in pairs)
+
+
+def test_doc_types_and_reasons_are_translated() -> None:
+    assert doc_type_name("criminal_record", "vi") == "Phiếu lý lịch tư pháp"
+    assert doc_type_name("criminal_record", "en") == "Criminal record certificate"
+    assert doc_type_name("birth_registration", "vi") == "Giấy khai sinh"
+    assert doc_type_name("marriage_registration", "vi") == "Giấy chứng nhận kết hôn"
+    assert doc_type_name("land_use", "vi") == "Giấy chứng nhận quyền sử dụng đất"
+    assert doc_type_name("land_use", "en") == "Land use right certificate"
+    assert doc_type_name("health_record", "vi") == "Hồ sơ sức khỏe"
+    assert doc_type_name("fishing_licence", "en") == "fishing_licence"
+    # The sample types and reason codes of docs/internals.md (ledger.entries).
+    assert set(DOC_TYPE_NAMES) == {
+        "criminal_record",
+        "birth_registration",
+        "marriage_registration",
+        "land_use",
+        "health_record",
+    }
+    assert set(REVOKE_REASON_NAMES) == {
+        "issued_in_error",
+        "withdrawn",
+        "court_order",
+        "holder_request",
+        "key_compromise",
+        "other",
+    }
+    assert revoke_reason_name("court_order", "vi") == "Theo quyết định của tòa án"
+    assert revoke_reason_name("court_order", "en") == "By court order"
+
+
+def test_time_and_numbers() -> None:
+    assert format_time(0) == "01/01/1970 07:00"
+    assert format_time(ISSUED_MS) == "05/03/2025 14:30"
+    # 23:59:59.999 UTC is already the next day in Vietnam.
+    assert format_time(1_735_689_599_999) == "01/01/2025 06:59"
+    assert format_count(1_234_567, "vi") == "1.234.567"
+    assert format_count(1_234_567, "en") == "1,234,567"
+
+
+def test_lang_handling() -> None:
+    assert normalize_lang(None) == "vi"
+    assert normalize_lang("EN") == "en"
+    assert normalize_lang("fr") == "vi"
+    with pytest.raises(ValueError):
+        render_verify_page(view(), "fr")
+    with pytest.raises(ValueError):
+        text("heading", "fr")
+    with pytest.raises(ValueError, match="unknown status"):
+        view("ok")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_status_renders_well_formed(status: str, lang: str) -> None:
+    page = Page(render_verify_page(view(status), lang))
+    title, body = STATUS_TEXT[status][LANGS.index(lang)]
+    assert page.text("status-title") == title
+    assert page.text("status-text") == body
+    assert page.attrs["status"]["data-status"] == status
+    assert page.text("row-doc-id") == text("doc_id", lang) + " " + DOC
+
+
+def test_valid_page_in_vietnamese() -> None:
+    source = render_verify_page(view(valid_until_ms=ISSUED_MS + 86_400_000 * 180))
+    assert source.startswith('<!doctype html>\n<html lang="vi">')
+    assert (
+        '<meta name="viewport" content="width=device-width, initial-scale=1">' in source
+    )
+    page = Page(source)
+    assert page.text("row-issuer") == "Cơ quan cấp Công an tỉnh Sông Xanh"
+    assert page.text("row-doc-type") == "Loại văn bản Phiếu lý lịch tư pháp"
+    assert page.text("row-issued-at") == "Ngày cấp 05/03/2025 14:30"
+    assert page.text("row-valid-until") == "Có hiệu lực đến 01/09/2025 14:30"
+    assert page.text("as-of") == (
+        "Trạng thái tính đến 05/03/2025 15:30 (giờ Việt Nam, UTC+7). "
+        "Sổ cái: khối 42, 12.345 bản ghi."
+    )
+    switch = page.attrs["lang-switch"]
+    assert switch["href"] == "?lang=en"
+    assert switch["hreflang"] == "en"
+    assert "data-keep-hash" in switch
+    assert page.text("lang-switch") == "English"
+
+
+def test_valid_page_in_english() -> None:
+    page = Page(render_verify_page(view(), "en"))
+    assert page.text("row-issuer") == "Issued by Song Xanh Provincial Police"
+    assert page.text("row-doc-type") == "Document type Criminal record certificate"
+    assert page.text("row-valid-until") == "Valid until No expiry date"
+    assert page.text("as-of").endswith("Ledger: block 42, 12,345 entries.")
+    assert page.attrs["lang-switch"]["href"] == "?lang=vi"
+    assert page.text("lang-switch") == "Tiếng Việt"
+
+
+def test_file_check_carries_what_the_script_needs() -> None:
+    page = Page(render_verify_page(view(), "en"))
+    box = page.attrs["file-check"]
+    assert box["data-doc-id"] == DOC
+    assert box["data-domain"] == DOC_ID.decode("ascii")
+    assert box["data-msg-match"] == text("file_match", "en")
+    assert box["data-msg-mismatch"] == text("file_mismatch", "en")
+    assert "disabled" in page.attrs["file-input"]
+    assert page.attrs["file-input"]["type"] == "file"
+    assert "hidden" in page.attrs["salt-missing"]
+    assert page.text("salt-missing") == text("no_salt", "en")
+
+
+@pytest.mark.parametrize(
+    "status", ["not_found", "malformed", "tampered", "unknown_issuer"]
+)
+def test_no_file_check_without_a_recorded_document(status: str) -> None:
+    page = Page(render_verify_page(view(status)))
+    assert "file-check" not in page.attrs
+
+
+def test_not_found_shows_no_document_details() -> None:
+    page = Page(render_verify_page(view("not_found")))
+    assert "row-issuer" not in page.attrs
+    assert "row-valid-until" not in page.attrs
+
+
+def test_revoked_shows_date_and_translated_reason() -> None:
+    revoked = view("revoked", revoked_at_ms=ISSUED_MS, revoke_reason="issued_in_error")
+    page = Page(render_verify_page(revoked, "vi"))
+    assert page.text("row-revoked-at") == "Ngày thu hồi 05/03/2025 14:30"
+    assert page.text("row-revoke-reason") == "Lý do thu hồi Cấp nhầm"
+    page = Page(render_verify_page(revoked, "en"))
+    assert page.text("row-revoke-reason") == "Reason for revocation Issued in error"
+
+
+def test_superseded_links_to_new_document_and_explains_salt() -> None:
+    superseded = view("superseded", superseded_by_hex=NEW_DOC)
+    page = Page(render_verify_page(superseded, "vi"))
+    assert page.attrs["superseded-link"]["href"] == f"/v/{NEW_DOC}"
+    assert "salt" in page.text("superseded-note")
+    page = Page(render_verify_page(superseded, "en"))
+    assert page.attrs["superseded-link"]["href"] == f"/v/{NEW_DOC}?lang=en"
+    assert page.text("superseded-note") == text("superseded_note", "en")
+    odd = Page(render_verify_page(view("superseded", superseded_by_hex="zz")))
+    assert "superseded-link" not in odd.attrs
+
+
+def test_untrusted_values_are_escaped() -> None:
+    evil = '"><script>alert(1)</script>'
+    source = render_verify_page(
+        view(
+            "malformed",
+            doc_id_hex=evil + "x" * 500,
+            detail=evil,
+        )
+    )
+    assert "<script>alert" not in source
+    page = Page(source)
+    assert page.text("row-detail") == text("detail", "vi") + " " + evil
+    # The echoed id is capped.
+    assert len(page.text("row-doc-id")) < 200
+    source = render_verify_page(
+        view(issuer_names={"vi": evil, "en": evil}, doc_type=evil)
+    )
+    assert "<script>alert" not in source
+    Page(source)
+
+
+def test_issuer_name_falls_back() -> None:
+    page = Page(render_verify_page(view(issuer_names={"vi": "Sở Y tế"}), "en"))
+    assert page.text("row-issuer") == "Issued by Sở Y tế"
+    page = Page(render_verify_page(view("unknown_issuer", issuer_names=None), "en"))
+    assert page.text("row-issuer") == "Issued by police"
+
+
+def test_security_headers_and_static_files() -> None:
+    source = render_verify_page(view())
+    assert f'content="{PAGE_CSP}"' in source
+    assert "connect-src 'none'" in PAGE_CSP
+    assert VERIFY_PAGE_HEADERS["Content-Security-Policy"].startswith(PAGE_CSP)
+    for name in ("verify.css", "verify.js"):
+        assert (STATIC_DIR / name).is_file()
+        assert f"/static/{name}?v=" in source
+    # No inline script or style: the CSP would block it.
+    assert "<script>" not in source
+    assert "style=" not in source
