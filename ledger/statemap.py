@@ -1,0 +1,533 @@
+"""The state map: a sparse Merkle tree over 256-bit keys (docs/statemap.md).
+
+Theory of operation
+-------------------
+The tree, its hashing and its proofs are defined in ``ledger.stateproof``
+(re-exported here): a leaf sits at the shortest bit prefix of its key where
+no other key shares it, and its hash ``H(0x02 || key || H(value))`` does not
+depend on that depth, so a leaf pushed down or pulled up keeps its hash.
+
+Storage groups four binary levels into one stored node of 16 slots,
+path-keyed under ``NODE_PREFIX``; values are stored by key under
+``VALUE_PREFIX`` so ``get`` is one read. A slot is empty, a leaf (its key and
+leaf hash) or an inner child (its subtree hash; the child node is stored at
+the next nibble depth). Invariants of the stored tree:
+
+* the root node (nibble depth 0) exists iff the tree is not empty;
+* every other stored node has at least two keys below it, so a single key
+  below a slot is always a leaf slot, never a node;
+* the leaf slot of key ``k`` is in the node on ``k``'s path whose slot holds
+  no other key, and ``VALUE_PREFIX + k`` holds ``k``'s value.
+
+A node's hash is the binary fold of its slots in which a half that holds a
+single leaf and nothing else is that leaf's hash; given the second invariant
+that is exactly the leaf-shortcut tree.
+
+Pending writes. ``update`` returns the writes for the caller to commit with
+its block and keeps them in ``_pending``, so this instance reads its own tree
+before the caller commits. Invariant: reading ``_pending`` first and the kv
+second gives the stored tree whose root is ``_root``. Once the caller has
+committed every batch returned so far (in order) it calls
+``mark_committed``; to drop uncommitted updates it opens a new ``StateMap``.
+
+Node cache. Rehashing a dense node costs 15 hashes, updating one path in it
+4. ``_cache`` maps a node's hash to its 15 inner binary hashes; since a hash
+determines the node's content the entries never go stale, only unused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Final, Protocol, TypeAlias, TypeVar
+
+from ledger.errors import CorruptStoreError
+from ledger.stateproof import (
+    EMPTY,
+    EMPTY_ROOT,
+    HASH_SIZE,
+    KEY_SIZE,
+    MAX_DEPTH,
+    OTHER_LEAF,
+    PRESENT,
+    PROOF_KINDS,
+    StateProof,
+    check_key,
+    check_root,
+    key_bit,
+    leaf_hash,
+    node_hash,
+    pack_path,
+    value_hash,
+    verify_state,
+)
+
+__all__ = [
+    "DEFAULT_CACHE_NODES",
+    "EMPTY",
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "KEY_SIZE",
+    "MAX_DEPTH",
+    "NODE_PREFIX",
+    "OTHER_LEAF",
+    "PRESENT",
+    "PROOF_KINDS",
+    "VALUE_PREFIX",
+    "KVReader",
+    "StateMap",
+    "StateProof",
+    "key_bit",
+    "leaf_hash",
+    "node_hash",
+    "value_hash",
+    "verify_state",
+]
+
+# Storage keys; everything the state map owns starts with b"s".
+NODE_PREFIX: Final = b"sn"
+VALUE_PREFIX: Final = b"sv"
+# About 600 bytes each: ~10 MB keeps the top four levels of a 10^6-key tree.
+DEFAULT_CACHE_NODES: Final = 16384
+
+_ZERO: Final = EMPTY_ROOT
+_ROOT_ID: Final = NODE_PREFIX + b"\x00"
+_FANOUT: Final = 16
+
+# A slot: None (empty), (hash, None) an inner child, (leaf hash, key) a leaf.
+_Slot: TypeAlias = "tuple[bytes, bytes | None] | None"
+# A node's binary levels as a heap of (hashes, sizes), see _full_heap.
+_Heap: TypeAlias = "tuple[list[bytes], list[int]]"
+_Change: TypeAlias = "tuple[bytes, bytes | None]"
+_Writes: TypeAlias = "dict[bytes, bytes | None]"
+_V = TypeVar("_V")
+
+
+class KVReader(Protocol):
+    """Read access to the node's key-value store (LevelDB, or a dict)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+def _nibble(key: bytes, depth: int) -> int:
+    byte = key[depth >> 1]
+    return byte & 0x0F if depth & 1 else byte >> 4
+
+
+def _node_id(depth: int, key: bytes) -> bytes:
+    """Storage key of the node at nibble depth ``depth`` (0..63) on ``key``'s
+    path: the prefix, the depth, then the depth's nibbles of the key padded
+    with a zero nibble to whole bytes."""
+    prefix = key[: (depth + 1) >> 1]
+    if depth & 1:
+        prefix = prefix[:-1] + bytes((prefix[-1] & 0xF0,))
+    return NODE_PREFIX + bytes((depth,)) + prefix
+
+
+# --- stored nodes ---------------------------------------------------------
+
+
+def _encode_node(slots: Sequence[_Slot]) -> bytes:
+    """``u16 inner bits || u16 leaf bits`` (bit 15 is slot 0), then each
+    non-empty slot in order: an inner child as its hash, a leaf as its key
+    then its leaf hash."""
+    inner = leaves = 0
+    parts: list[bytes] = []
+    for i, slot in enumerate(slots):
+        if slot is None:
+            continue
+        digest, key = slot
+        if key is None:
+            inner |= 0x8000 >> i
+            parts.append(digest)
+        else:
+            leaves |= 0x8000 >> i
+            parts.append(key)
+            parts.append(digest)
+    return ((inner << 16) | leaves).to_bytes(4, "big") + b"".join(parts)
+
+
+def _decode_node(raw: bytes, nid: bytes) -> list[_Slot]:
+    bits = int.from_bytes(raw[:4], "big")
+    inner, leaves = bits >> 16, bits & 0xFFFF
+    if len(raw) < 4 or inner & leaves or not bits:
+        raise CorruptStoreError(f"state node {nid.hex()} is malformed")
+    slots: list[_Slot] = [None] * _FANOUT
+    pos = 4
+    for i in range(_FANOUT):
+        bit = 0x8000 >> i
+        if inner & bit:
+            slots[i] = (raw[pos : pos + 32], None)
+            pos += 32
+        elif leaves & bit:
+            slots[i] = (raw[pos + 32 : pos + 64], raw[pos : pos + 32])
+            pos += 64
+    if pos != len(raw):
+        raise CorruptStoreError(f"state node {nid.hex()} has the wrong length")
+    return slots
+
+
+# --- hashing a node -------------------------------------------------------
+#
+# A node's four binary levels form a heap: index 1 is the node itself, the
+# children of i are 2i and 2i+1, slot j is 16 + j. ``sizes`` holds 0 for an
+# empty subtree, 1 for a single leaf and 2 for two keys or more.
+
+
+def _slot_entry(slot: _Slot) -> tuple[bytes, int]:
+    if slot is None:
+        return _ZERO, 0
+    return slot[0], 2 if slot[1] is None else 1
+
+
+def _combine(hashes: list[bytes], sizes: list[int], i: int) -> None:
+    """Recompute entry ``i`` from its children with the leaf shortcut: a
+    single leaf or nothing next to an empty half moves up unchanged."""
+    left = i + i
+    lsize, rsize = sizes[left], sizes[left + 1]
+    if lsize + rsize > 1:
+        hashes[i] = node_hash(hashes[left], hashes[left + 1])
+        sizes[i] = 2
+    elif lsize:
+        hashes[i], sizes[i] = hashes[left], 1
+    else:
+        hashes[i], sizes[i] = hashes[left + 1], rsize
+
+
+def _full_heap(slots: Sequence[_Slot]) -> _Heap:
+    hashes = [_ZERO] * 32
+    sizes = [0] * 32
+    for j, slot in enumerate(slots):
+        hashes[16 + j], sizes[16 + j] = _slot_entry(slot)
+    for i in range(15, 0, -1):
+        _combine(hashes, sizes, i)
+    return hashes, sizes
+
+
+def _refresh(heap: _Heap, slots: Sequence[_Slot], changed: list[int]) -> None:
+    """Bring ``heap`` up to date after the slots in ``changed`` changed;
+    entries off their paths to the top are still valid."""
+    hashes, sizes = heap
+    dirty = set()
+    for j in changed:
+        hashes[16 + j], sizes[16 + j] = _slot_entry(slots[j])
+        dirty.add((16 + j) >> 1)
+    while dirty:
+        for i in dirty:
+            _combine(hashes, sizes, i)
+        dirty = {i >> 1 for i in dirty if i > 1}
+
+
+def _expand(entry: tuple[bytes, bytes], slots: Sequence[_Slot]) -> _Heap:
+    """A heap from a cache entry (inner entries) and the node's slots."""
+    inner, inner_sizes = entry
+    hashes = [_ZERO] + [inner[k : k + 32] for k in range(0, 480, 32)]
+    sizes = [0, *inner_sizes]
+    for slot in slots:
+        digest, size = _slot_entry(slot)
+        hashes.append(digest)
+        sizes.append(size)
+    return hashes, sizes
+
+
+# --- applying a batch -----------------------------------------------------
+
+
+def _groups(
+    items: list[tuple[bytes, _V]], depth: int
+) -> Iterator[tuple[int, list[tuple[bytes, _V]]]]:
+    """Split ``items`` (sorted by key, the key first) by nibble ``depth``."""
+    start, count = 0, len(items)
+    while start < count:
+        nib = _nibble(items[start][0], depth)
+        end = start + 1
+        while end < count and _nibble(items[end][0], depth) == nib:
+            end += 1
+        yield nib, items[start:end]
+        start = end
+
+
+def _merge_leaf(
+    slot: _Slot, changes: list[_Change], writes: _Writes
+) -> list[tuple[bytes, bytes]]:
+    """The (key, leaf hash) pairs, sorted, under a slot that held at most one
+    leaf, once ``changes`` apply; records the value writes."""
+    old_key = slot[1] if slot is not None else None
+    out: list[tuple[bytes, bytes]] = []
+    for key, value in changes:
+        if key == old_key:
+            old_key = None  # replaced or deleted: do not keep it below
+            if value is None:
+                writes[VALUE_PREFIX + key] = None
+                continue
+        elif value is None:
+            continue  # deleting a key that is not there
+        digest = leaf_hash(key, value_hash(value))
+        if slot is None or digest != slot[0]:
+            writes[VALUE_PREFIX + key] = value
+        out.append((key, digest))
+    if old_key is not None and slot is not None:
+        out.append((old_key, slot[0]))
+        out.sort()
+    return out
+
+
+def _sorted_changes(items: Mapping[bytes, bytes | None]) -> list[_Change]:
+    for key, value in items.items():
+        check_key(key)
+        if value is not None and not isinstance(value, bytes):
+            raise TypeError("state map values are bytes (or None to delete)")
+    return sorted(items.items())
+
+
+class StateMap:
+    """The state map over a kv at ``root``; see the module docstring.
+
+    Precondition: the kv holds the tree committed at ``root``; a
+    CorruptStoreError is raised if its root node disagrees. ``update`` and
+    ``prove`` cost O(log n) reads, ``get`` one. Keys are exactly 32 bytes
+    (ValueError otherwise). ``cache_nodes`` bounds the node cache (0: none).
+    """
+
+    __slots__ = ("_cache", "_cache_nodes", "_kv", "_pending", "_root")
+
+    def __init__(
+        self, kv: KVReader, root: bytes, *, cache_nodes: int = DEFAULT_CACHE_NODES
+    ) -> None:
+        check_root(root)
+        self._kv = kv
+        # Writes returned by update() and not yet marked committed.
+        self._pending: _Writes = {}
+        # Node hash -> its inner heap entries; at most _cache_nodes entries.
+        self._cache: dict[bytes, tuple[bytes, bytes]] = {}
+        self._cache_nodes = cache_nodes
+        self._root = root
+        raw = self._read(_ROOT_ID)
+        stored = _ZERO if raw is None else self._heap(root, raw, _ROOT_ID)[0][1]
+        if stored != root:
+            raise CorruptStoreError(
+                f"state root {root.hex()} does not match the stored nodes "
+                f"({stored.hex()})"
+            )
+
+    @property
+    def root(self) -> bytes:
+        return self._root
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None."""
+        check_key(key)
+        return self._read(VALUE_PREFIX + key)
+
+    def mark_committed(self) -> None:
+        """The caller has written every batch ``update`` returned to the kv."""
+        self._pending.clear()
+
+    def update(self, items: Mapping[bytes, bytes | None]) -> tuple[bytes, _Writes]:
+        """Set (bytes) or delete (None) each key; return the new root and the
+        kv writes (None = delete) to commit atomically with the block.
+
+        Every key and value is checked before anything changes (ValueError,
+        TypeError). Deleting an absent key is not an error and writes nothing.
+        """
+        changes = _sorted_changes(items)
+        writes: _Writes = {}
+        if changes:
+            self._root = self._update_root(changes, writes)
+            self._pending.update(writes)
+        return self._root, writes
+
+    def prove(self, key: bytes) -> StateProof:
+        """A proof of ``key``'s value, or of its absence, under ``root``."""
+        check_key(key)
+        if self._root == _ZERO:
+            return StateProof(kind=EMPTY, bitmap=b"", siblings=())
+        path: list[bytes] = []
+        depth, node, nid = 0, self._root, _ROOT_ID
+        while True:
+            raw = self._read(nid)
+            if raw is None:
+                raise CorruptStoreError(f"state node {nid.hex()} is missing")
+            slots = _decode_node(raw, nid)
+            heap = self._heap(node, raw, nid, slots)
+            end = _walk(heap, slots, _nibble(key, depth), path, depth == 0)
+            if end is not _CONTINUE:
+                return self._finish_proof(key, end, path)
+            depth += 1
+            node, nid = heap[0][16 + _nibble(key, depth - 1)], _node_id(depth, key)
+
+    # -- reading -----------------------------------------------------------
+
+    def _read(self, skey: bytes) -> bytes | None:
+        pending = self._pending
+        if skey in pending:
+            return pending[skey]
+        return self._kv.get(skey)
+
+    def _heap(
+        self, node: bytes, raw: bytes, nid: bytes, slots: list[_Slot] | None = None
+    ) -> _Heap:
+        """The heap of the stored node ``raw`` whose hash is ``node``."""
+        if slots is None:
+            slots = _decode_node(raw, nid)
+        entry = self._cache.get(node)
+        if entry is not None:
+            return _expand(entry, slots)
+        heap = _full_heap(slots)
+        self._remember(heap)
+        return heap
+
+    def _remember(self, heap: _Heap) -> None:
+        if self._cache_nodes <= 0:
+            return
+        hashes, sizes = heap
+        self._cache[hashes[1]] = (b"".join(hashes[1:16]), bytes(sizes[1:16]))
+        if len(self._cache) > self._cache_nodes:
+            del self._cache[next(iter(self._cache))]  # the oldest entry
+
+    def _rehash(
+        self, old: bytes | None, slots: list[_Slot], changed: list[int]
+    ) -> bytes:
+        """The new hash of a node whose hash was ``old`` (None: a new node)
+        and whose slots in ``changed`` changed."""
+        entry = self._cache.pop(old, None) if old is not None else None
+        if entry is None:
+            heap = _full_heap(slots)
+        else:
+            heap = _expand(entry, slots)
+            _refresh(heap, slots, changed)
+        self._remember(heap)
+        return heap[0][1]
+
+    # -- updating ----------------------------------------------------------
+
+    def _update_root(self, changes: list[_Change], writes: _Writes) -> bytes:
+        # The root node is kept even when it holds a single leaf (that is
+        # where the leaf's key is found); with no keys left it is deleted.
+        raw = self._read(_ROOT_ID)
+        slots: list[_Slot] = [None] * _FANOUT
+        if raw is not None:
+            slots = _decode_node(raw, _ROOT_ID)
+        changed = self._apply_node(0, slots, changes, writes)
+        if not changed:
+            return self._root
+        if all(slot is None for slot in slots):
+            writes[_ROOT_ID] = None
+            self._cache.pop(self._root, None)
+            return _ZERO
+        writes[_ROOT_ID] = _encode_node(slots)
+        return self._rehash(self._root if raw is not None else None, slots, changed)
+
+    def _apply_node(
+        self, depth: int, slots: list[_Slot], changes: list[_Change], writes: _Writes
+    ) -> list[int]:
+        """Apply ``changes`` (sorted, all below this node) to ``slots``;
+        return the slots that changed."""
+        changed: list[int] = []
+        for nib, group in _groups(changes, depth):
+            old = slots[nib]
+            if old is not None and old[1] is None:
+                new = self._apply_child(depth + 1, old, group, writes)
+            else:
+                new = self._build(depth + 1, _merge_leaf(old, group, writes), writes)
+            if new != old:
+                slots[nib] = new
+                changed.append(nib)
+        return changed
+
+    def _apply_child(
+        self,
+        depth: int,
+        slot: tuple[bytes, bytes | None],
+        changes: list[_Change],
+        writes: _Writes,
+    ) -> _Slot:
+        nid = _node_id(depth, changes[0][0])
+        raw = self._read(nid)
+        if raw is None:
+            raise CorruptStoreError(f"state node {nid.hex()} is missing")
+        slots = _decode_node(raw, nid)
+        changed = self._apply_node(depth, slots, changes, writes)
+        if not changed:
+            return slot
+        present = [s for s in slots if s is not None]
+        # Keep "a stored non-root node has two keys or more": an emptied
+        # node goes, and a lone leaf moves up into the parent's slot.
+        if not present or (len(present) == 1 and present[0][1] is not None):
+            writes[nid] = None
+            self._cache.pop(slot[0], None)
+            return present[0] if present else None
+        writes[nid] = _encode_node(slots)
+        return (self._rehash(slot[0], slots, changed), None)
+
+    def _build(
+        self, depth: int, leaves: list[tuple[bytes, bytes]], writes: _Writes
+    ) -> _Slot:
+        """The slot at nibble depth ``depth`` holding ``leaves`` ((key, leaf
+        hash), sorted, one prefix). Precondition: no node is stored there."""
+        if not leaves:
+            return None
+        if len(leaves) == 1:
+            key, digest = leaves[0]
+            return (digest, key)
+        slots: list[_Slot] = [None] * _FANOUT
+        for nib, group in _groups(leaves, depth):
+            slots[nib] = self._build(depth + 1, group, writes)
+        writes[_node_id(depth, leaves[0][0])] = _encode_node(slots)
+        return (self._rehash(None, slots, []), None)
+
+    # -- proving -----------------------------------------------------------
+
+    def _finish_proof(self, key: bytes, end: _Slot, path: list[bytes]) -> StateProof:
+        bitmap, siblings = pack_path(path)
+        if end is None:
+            return StateProof(kind=EMPTY, bitmap=bitmap, siblings=siblings)
+        digest, leaf_key = end
+        if leaf_key == key:
+            return StateProof(kind=PRESENT, bitmap=bitmap, siblings=siblings)
+        assert leaf_key is not None  # _walk ends only at leaves or empties
+        value = self._read(VALUE_PREFIX + leaf_key)
+        if value is None:
+            raise CorruptStoreError(f"state value of {leaf_key.hex()} is missing")
+        vhash = value_hash(value)
+        if leaf_hash(leaf_key, vhash) != digest:
+            raise CorruptStoreError(f"state value of {leaf_key.hex()} is wrong")
+        return StateProof(
+            kind=OTHER_LEAF,
+            bitmap=bitmap,
+            siblings=siblings,
+            leaf_key=leaf_key,
+            leaf_value_hash=vhash,
+        )
+
+
+# Returned by _walk when the path goes on into the child node.
+_CONTINUE: Final = (b"", b"")
+
+
+def _walk(
+    heap: _Heap, slots: list[_Slot], nib: int, path: list[bytes], is_root: bool
+) -> _Slot:
+    """Follow nibble ``nib`` down one node, appending the siblings to
+    ``path``; return what ends the path (None or a leaf slot), or _CONTINUE.
+
+    The path ends at the first subtree holding at most one key; its sibling
+    then holds at least one, as its parent held two or more.
+    """
+    hashes, sizes = heap
+    if is_root and sizes[1] <= 1:
+        return _lone(slots, 0, _FANOUT)
+    i = 1
+    for shift in range(3, -1, -1):
+        i = i + i + ((nib >> shift) & 1)
+        path.append(hashes[i ^ 1])
+        if sizes[i] <= 1:
+            return _lone(slots, (i << shift) - 16, ((i + 1) << shift) - 16)
+    return _CONTINUE
+
+
+def _lone(slots: list[_Slot], start: int, end: int) -> _Slot:
+    """The one non-empty slot in [start, end), or None if all are empty."""
+    for slot in slots[start:end]:
+        if slot is not None:
+            return slot
+    return None

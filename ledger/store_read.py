@@ -1,0 +1,169 @@
+"""Reads that need more than one key: the view the rules read, where a leaf
+came from, its path in its signed batch, and the state map as of an older
+height."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.errors import CorruptStoreError, EncodingError, StorageError
+from ledger.merkle import inclusion_path, leaf_hash
+from ledger.statemap import VALUE_PREFIX
+from ledger.status import StatusRecord
+from ledger.store_keys import (
+    CHUNK,
+    SUBMISSION,
+    Meta,
+    RawKV,
+    SubRecord,
+    decode_undo,
+    nonce_key,
+    read_leaves,
+    sub_key,
+    undo_key,
+)
+from ledger.trust import TrustList
+
+
+class NotFoundError(StorageError, LookupError):
+    """No such block, leaf, document or proof in this store (an API 404)."""
+
+
+class NoFinalCheckpointError(StorageError):
+    """No checkpoint is final yet, or the store can no longer back one."""
+
+
+def decode_status(raw: bytes | None) -> StatusRecord | None:
+    """A stored state-map value as a status record (None stays None)."""
+    if raw is None:
+        return None
+    try:
+        return StatusRecord.decode(raw)
+    except EncodingError as exc:
+        raise CorruptStoreError(f"stored status record: {exc}") from exc
+
+
+class StoreView:
+    """``rules.StateView`` of the store at the tip ``meta``."""
+
+    __slots__ = ("_kv", "_meta", "_trust")
+
+    def __init__(self, kv: RawKV, meta: Meta, trust: TrustList) -> None:
+        self._kv = kv
+        self._meta = meta
+        self._trust = trust
+
+    @property
+    def trust(self) -> TrustList:
+        return self._trust
+
+    @property
+    def height(self) -> int:
+        return self._meta.height
+
+    @property
+    def tree_size(self) -> int:
+        return self._meta.tree_size
+
+    @property
+    def last_hash(self) -> bytes:
+        return self._meta.last_hash
+
+    def status(self, key: bytes) -> StatusRecord | None:
+        return decode_status(self._kv.get(VALUE_PREFIX + key))
+
+    def nonce_seen(self, agency: str, nonce: bytes) -> bool:
+        return self._kv.get(nonce_key(agency, nonce)) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LeafLocation:
+    """Where leaf ``index`` came from: its block, submission and position."""
+
+    index: int
+    height: int
+    submission: int  # position of the submission in the block
+    position: int  # position of the leaf in the submission (batch index)
+    record: SubRecord
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProof:
+    """A leaf's place in its signed submission: what checks the issuer's
+    batch signature over it."""
+
+    location: LeafLocation
+    batch_size: int
+    path: tuple[bytes, ...]  # inclusion path of the leaf in the batch tree
+
+
+def locate(kv: RawKV, index: int) -> LeafLocation:
+    """Block, submission and batch position of a stored leaf ``index``.
+
+    One seek: the submission record with the greatest first leaf <= index.
+    """
+    found = next(kv.scan(SUBMISSION, sub_key(index + 1), reverse=True), None)
+    try:
+        if found is None:
+            raise EncodingError("none stored")
+        record = SubRecord.decode(found[1])
+    except EncodingError as exc:
+        raise CorruptStoreError(f"submission of leaf {index}: {exc}") from exc
+    if not record.first_leaf <= index < record.first_leaf + record.count:
+        raise CorruptStoreError(f"leaf {index} belongs to no submission record")
+    return LeafLocation(
+        index=index,
+        height=record.height,
+        submission=record.index,
+        position=index - record.first_leaf,
+        record=record,
+    )
+
+
+def batch_proof(kv: RawKV, index: int) -> BatchProof:
+    """Leaf ``index``'s inclusion path in its submission's batch tree.
+
+    Reads one record and at most ``CHUNK`` leaves: the path inside the
+    leaf's chunk, then the chunk's path among the stored chunk roots.
+    """
+    loc = locate(kv, index)
+    rec = loc.record
+    chunk, offset = divmod(loc.position, CHUNK)
+    start = rec.first_leaf + chunk * CHUNK
+    end = min(start + CHUNK, rec.first_leaf + rec.count)
+    hashes = [leaf_hash(leaf) for leaf in read_leaves(kv, start, end)]
+    path = inclusion_path(hashes, offset)
+    if rec.chunks:
+        path += inclusion_path(rec.chunks, chunk)
+    return BatchProof(location=loc, batch_size=rec.count, path=tuple(path))
+
+
+class PastKV:
+    """``statemap.KVReader`` as of an older height: undo over the live kv."""
+
+    __slots__ = ("_kv", "_overlay")
+
+    def __init__(self, kv: RawKV, overlay: dict[bytes, bytes | None]) -> None:
+        self._kv = kv
+        self._overlay = overlay
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._overlay:
+            return self._overlay[key]
+        return self._kv.get(key)
+
+
+def past_overlay(kv: RawKV, height: int, tip: int) -> dict[bytes, bytes | None]:
+    """The ``s`` entries blocks ``height + 1 .. tip`` overwrote, as they
+    were at ``height``. NoFinalCheckpointError if an undo record is gone."""
+    overlay: dict[bytes, bytes | None] = {}
+    # Newest first, so the oldest block's "before" value wins.
+    for h in range(tip, height, -1):
+        raw = kv.get(undo_key(h))
+        if raw is None:
+            raise NoFinalCheckpointError(f"no undo record of block {h}")
+        try:
+            overlay.update(decode_undo(raw))
+        except EncodingError as exc:
+            raise CorruptStoreError(f"undo of block {h}: {exc}", height=h) from exc
+    return overlay
