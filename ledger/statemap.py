@@ -32,14 +32,19 @@ committed every batch returned so far (in order) it calls
 
 Node cache. Rehashing a dense node costs 15 hashes, updating one path in it
 4. ``_cache`` maps a node's hash to its 15 inner binary hashes; since a hash
-determines the node's content the entries never go stale, only unused.
+determines the node's content an entry never goes stale, only unused. Keep
+one StateMap for the life of the store (``mark_committed`` after each block)
+so the cache survives from block to block.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias, TypeVar
 
+from ledger.domains import STATE_NODE
 from ledger.errors import CorruptStoreError
 from ledger.stateproof import (
     EMPTY,
@@ -86,10 +91,11 @@ __all__ = [
 # Storage keys; everything the state map owns starts with b"s".
 NODE_PREFIX: Final = b"sn"
 VALUE_PREFIX: Final = b"sv"
-# About 600 bytes each: ~10 MB keeps the top four levels of a 10^6-key tree.
-DEFAULT_CACHE_NODES: Final = 16384
+# About 1.4 KB each: ~11 MB, twice the top three levels (4,369 nodes).
+DEFAULT_CACHE_NODES: Final = 8192
 
 _ZERO: Final = EMPTY_ROOT
+_sha256 = hashlib.sha256
 _ROOT_ID: Final = NODE_PREFIX + b"\x00"
 _FANOUT: Final = 16
 
@@ -99,6 +105,8 @@ _Slot: TypeAlias = "tuple[bytes, bytes | None] | None"
 _Heap: TypeAlias = "tuple[list[bytes], list[int]]"
 _Change: TypeAlias = "tuple[bytes, bytes | None]"
 _Writes: TypeAlias = "dict[bytes, bytes | None]"
+# A node cache entry: heap entries 1..15 (hashes, then sizes as bytes).
+_Inner: TypeAlias = "tuple[tuple[bytes, ...], bytes]"
 _V = TypeVar("_V")
 
 
@@ -185,7 +193,7 @@ def _combine(hashes: list[bytes], sizes: list[int], i: int) -> None:
     left = i + i
     lsize, rsize = sizes[left], sizes[left + 1]
     if lsize + rsize > 1:
-        hashes[i] = node_hash(hashes[left], hashes[left + 1])
+        hashes[i] = _sha256(STATE_NODE + hashes[left] + hashes[left + 1]).digest()
         sizes[i] = 2
     elif lsize:
         hashes[i], sizes[i] = hashes[left], 1
@@ -194,12 +202,20 @@ def _combine(hashes: list[bytes], sizes: list[int], i: int) -> None:
 
 
 def _full_heap(slots: Sequence[_Slot]) -> _Heap:
-    hashes = [_ZERO] * 32
-    sizes = [0] * 32
-    for j, slot in enumerate(slots):
-        hashes[16 + j], sizes[16 + j] = _slot_entry(slot)
+    hashes = [_ZERO] * 16 + [_ZERO if s is None else s[0] for s in slots]
+    sizes = [0] * 16 + [0 if s is None else 2 if s[1] is None else 1 for s in slots]
+    # _combine inlined: this loop is the hottest in update().
+    sha, node = _sha256, STATE_NODE
     for i in range(15, 0, -1):
-        _combine(hashes, sizes, i)
+        left = i + i
+        lsize, rsize = sizes[left], sizes[left + 1]
+        if lsize + rsize > 1:
+            hashes[i] = sha(node + hashes[left] + hashes[left + 1]).digest()
+            sizes[i] = 2
+        elif lsize:
+            hashes[i], sizes[i] = hashes[left], 1
+        elif rsize:
+            hashes[i], sizes[i] = hashes[left + 1], 1
     return hashes, sizes
 
 
@@ -207,25 +223,24 @@ def _refresh(heap: _Heap, slots: Sequence[_Slot], changed: list[int]) -> None:
     """Bring ``heap`` up to date after the slots in ``changed`` changed;
     entries off their paths to the top are still valid."""
     hashes, sizes = heap
-    dirty = set()
     for j in changed:
         hashes[16 + j], sizes[16 + j] = _slot_entry(slots[j])
-        dirty.add((16 + j) >> 1)
+    dirty = {(16 + j) >> 1 for j in changed}
     while dirty:
         for i in dirty:
             _combine(hashes, sizes, i)
         dirty = {i >> 1 for i in dirty if i > 1}
 
 
-def _expand(entry: tuple[bytes, bytes], slots: Sequence[_Slot]) -> _Heap:
+def _expand(entry: _Inner, slots: Sequence[_Slot]) -> _Heap:
     """A heap from a cache entry (inner entries) and the node's slots."""
     inner, inner_sizes = entry
-    hashes = [_ZERO] + [inner[k : k + 32] for k in range(0, 480, 32)]
-    sizes = [0, *inner_sizes]
-    for slot in slots:
-        digest, size = _slot_entry(slot)
-        hashes.append(digest)
-        sizes.append(size)
+    hashes = [_ZERO, *inner, *[_ZERO if s is None else s[0] for s in slots]]
+    sizes = [
+        0,
+        *inner_sizes,
+        *[0 if s is None else 2 if s[1] is None else 1 for s in slots],
+    ]
     return hashes, sizes
 
 
@@ -298,11 +313,12 @@ class StateMap:
         # Writes returned by update() and not yet marked committed.
         self._pending: _Writes = {}
         # Node hash -> its inner heap entries; at most _cache_nodes entries.
-        self._cache: dict[bytes, tuple[bytes, bytes]] = {}
+        self._cache: OrderedDict[bytes, _Inner] = OrderedDict()
         self._cache_nodes = cache_nodes
         self._root = root
-        raw = self._read(_ROOT_ID)
-        stored = _ZERO if raw is None else self._heap(root, raw, _ROOT_ID)[0][1]
+        stored = _ZERO
+        if self._read(_ROOT_ID) is not None:
+            stored = self._heap(root, self._load(_ROOT_ID))[0][1]
         if stored != root:
             raise CorruptStoreError(
                 f"state root {root.hex()} does not match the stored nodes "
@@ -344,16 +360,15 @@ class StateMap:
         path: list[bytes] = []
         depth, node, nid = 0, self._root, _ROOT_ID
         while True:
-            raw = self._read(nid)
-            if raw is None:
-                raise CorruptStoreError(f"state node {nid.hex()} is missing")
-            slots = _decode_node(raw, nid)
-            heap = self._heap(node, raw, nid, slots)
-            end = _walk(heap, slots, _nibble(key, depth), path, depth == 0)
+            slots = self._load(nid)
+            nib = _nibble(key, depth)
+            end = _walk(self._heap(node, slots), slots, nib, path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
+            child = slots[nib]
+            assert child is not None  # _walk goes on only into inner children
             depth += 1
-            node, nid = heap[0][16 + _nibble(key, depth - 1)], _node_id(depth, key)
+            node, nid = child[0], _node_id(depth, key)
 
     # -- reading -----------------------------------------------------------
 
@@ -363,12 +378,14 @@ class StateMap:
             return pending[skey]
         return self._kv.get(skey)
 
-    def _heap(
-        self, node: bytes, raw: bytes, nid: bytes, slots: list[_Slot] | None = None
-    ) -> _Heap:
-        """The heap of the stored node ``raw`` whose hash is ``node``."""
-        if slots is None:
-            slots = _decode_node(raw, nid)
+    def _load(self, nid: bytes) -> list[_Slot]:
+        raw = self._read(nid)
+        if raw is None:
+            raise CorruptStoreError(f"state node {nid.hex()} is missing")
+        return _decode_node(raw, nid)
+
+    def _heap(self, node: bytes, slots: list[_Slot]) -> _Heap:
+        """The heap of the node with hash ``node`` and these slots."""
         entry = self._cache.get(node)
         if entry is not None:
             return _expand(entry, slots)
@@ -380,9 +397,11 @@ class StateMap:
         if self._cache_nodes <= 0:
             return
         hashes, sizes = heap
-        self._cache[hashes[1]] = (b"".join(hashes[1:16]), bytes(sizes[1:16]))
+        self._cache[hashes[1]] = (tuple(hashes[1:16]), bytes(sizes[1:16]))
         if len(self._cache) > self._cache_nodes:
-            del self._cache[next(iter(self._cache))]  # the oldest entry
+            # NB: OrderedDict, as next(iter(dict)) after many deletions
+            # walks the dead slots at the front of a plain dict.
+            self._cache.popitem(last=False)
 
     def _rehash(
         self, old: bytes | None, slots: list[_Slot], changed: list[int]
@@ -442,10 +461,7 @@ class StateMap:
         writes: _Writes,
     ) -> _Slot:
         nid = _node_id(depth, changes[0][0])
-        raw = self._read(nid)
-        if raw is None:
-            raise CorruptStoreError(f"state node {nid.hex()} is missing")
-        slots = _decode_node(raw, nid)
+        slots = self._load(nid)
         changed = self._apply_node(depth, slots, changes, writes)
         if not changed:
             return slot

@@ -158,8 +158,8 @@ class StateProof:
             kind=kind,
             bitmap=_unhex(data["bitmap"], None),
             siblings=tuple(_unhex(s, HASH_SIZE) for s in siblings),
-            leaf_key=_unhex_opt(data.get("leaf_key")),
-            leaf_value_hash=_unhex_opt(data.get("leaf_value_hash")),
+            leaf_key=_unhex_opt(data, "leaf_key"),
+            leaf_value_hash=_unhex_opt(data, "leaf_value_hash"),
         )
 
     def to_bytes(self) -> bytes:
@@ -215,8 +215,9 @@ def _unhex(text: object, size: int | None) -> bytes:
     return raw
 
 
-def _unhex_opt(text: object) -> bytes | None:
-    return None if text is None else _unhex(text, HASH_SIZE)
+def _unhex_opt(data: dict[str, object], name: str) -> bytes | None:
+    """An optional 32-byte field: absent is None, but null is malformed."""
+    return _unhex(data[name], HASH_SIZE) if name in data else None
 
 
 def _check_shape(proof: StateProof) -> None:

@@ -1,0 +1,202 @@
+"""Agency submissions, and the operator's health, metrics and cluster routes.
+
+A submission is answered only once its batch is committed on a quorum and
+applied on this node (``wait=applied``) or covered by a final checkpoint
+(``wait=final``). A follower forwards the request to the leader unchanged
+and relays the leader's answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from typing import Literal
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.deps import NodeLike
+from api.problems import ProblemError
+from ledger.block import block_hash
+from ledger.entries import Anchor, Revoke, Supersede, decode_entry
+from ledger.errors import EncodingError, NotLeaderError
+from ledger.submission import Submission, decode_submission, encode_submission
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+MSGPACK = "application/msgpack"
+
+
+def _node(request: Request) -> NodeLike:
+    node: NodeLike = request.app.state.node
+    return node
+
+
+def _from_json(body: bytes) -> bytes:
+    """The canonical bytes of a JSON-encoded submission."""
+    try:
+        obj = json.loads(body)
+        sub = Submission(
+            agency=obj["agency"],
+            key_id=bytes.fromhex(obj["key_id"]),
+            nonce=bytes.fromhex(obj["nonce"]),
+            timestamp_ms=_json_int(obj["timestamp"]),
+            entries=tuple(base64.b64decode(e, validate=True) for e in obj["entries"]),
+            signature=bytes.fromhex(obj["signature"]),
+        )
+    except (ValueError, KeyError, TypeError, EncodingError) as exc:
+        raise ProblemError("malformed", f"bad JSON submission: {exc}") from exc
+    return encode_submission(sub)
+
+
+def _json_int(value: object) -> int:
+    # int() would also take 1.5, "12" or true, and raise OverflowError (a
+    # 500) on 1e400, which json.loads reads as infinity.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+async def _read_body(request: Request) -> bytes:
+    limit: int = request.app.state.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProblemError("payload-too-large", f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError("payload-too-large", f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/v1/submissions", tags=["write"])
+async def submit(
+    request: Request, wait: Literal["applied", "final"] = "applied"
+) -> Response:
+    """Take one signed batch of 1 to 10,000 entries from one agency."""
+    body = await _read_body(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip()
+    if ctype == "application/json":
+        raw = _from_json(body)
+    elif ctype in (MSGPACK, "application/x-msgpack", "application/octet-stream"):
+        raw = body
+    else:
+        raise ProblemError(
+            "unsupported-media-type", "send application/msgpack or application/json"
+        )
+    try:
+        sub = decode_submission(raw)
+    except EncodingError as exc:
+        raise ProblemError("malformed", str(exc)) from exc
+    request.app.state.limiter.check(sub.agency)
+    node = _node(request)
+    started = time.perf_counter()
+    try:
+        accepted = await node.submit(raw, wait_final=wait == "final")
+    except NotLeaderError:
+        return await _forward(request, raw, wait)
+    request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)
+    return Response(
+        json.dumps(_receipts(node, accepted, sub, wait == "final")),
+        media_type="application/json",
+    )
+
+
+def _receipts(
+    node: NodeLike, accepted: object, sub: Submission, final: bool
+) -> dict[str, object]:
+    block = accepted.block  # type: ignore[attr-defined]
+    index: int = accepted.index  # type: ignore[attr-defined]
+    header = block.header
+    # Leaves of accepted submissions follow each other in block order.
+    first = header.first_leaf
+    for earlier, outcome in zip(
+        block.submissions[:index], block.outcomes, strict=False
+    ):
+        if outcome.code == "ok":
+            first += len(decode_submission(earlier).entries)
+    receipts = []
+    for i, data in enumerate(sub.entries):
+        entry = decode_entry(data)
+        doc_id: bytes | None = None
+        if isinstance(entry, Anchor | Revoke):
+            doc_id = entry.doc_id
+        elif isinstance(entry, Supersede):
+            doc_id = entry.old_doc_id
+        receipts.append(
+            {
+                "kind": type(entry).__name__.lower(),
+                "doc_id": None if doc_id is None else doc_id.hex(),
+                "leaf_index": first + i,
+                "block_height": header.height,
+            }
+        )
+    note: str | None = None
+    if final:
+        got = node.store.latest_final()
+        note = None if got is None else got[1]
+    return {
+        "status": "accepted",
+        "height": header.height,
+        "block_hash": block_hash(header).hex(),
+        "first_leaf": first,
+        "receipts": receipts,
+        "checkpoint": note,
+    }
+
+
+async def _forward(request: Request, raw: bytes, wait: str) -> Response:
+    node = _node(request)
+    url = node.leader_url()
+    if url is None or request.headers.get("x-ledger-forwarded"):
+        raise ProblemError(
+            "unavailable",
+            "no leader is known; try again shortly",
+            headers={"Retry-After": "1"},
+        )
+    client: httpx.AsyncClient = request.app.state.http
+    try:
+        resp = await client.post(
+            f"{url}/v1/submissions",
+            params={"wait": wait},
+            content=raw,
+            headers={"content-type": MSGPACK, "x-ledger-forwarded": node.agency},
+        )
+    except httpx.HTTPError as exc:
+        raise ProblemError(
+            "unavailable", f"leader unreachable: {exc}", headers={"Retry-After": "1"}
+        ) from exc
+    # The leader's Retry-After (429, 503) is what the client must honour.
+    relayed = {k: v for k, v in resp.headers.items() if k.lower() == "retry-after"}
+    return Response(
+        resp.content,
+        status_code=resp.status_code,
+        headers=relayed,
+        media_type=resp.headers.get("content-type", "application/json"),
+    )
+
+
+@router.get("/healthz", tags=["operator"])
+def healthz(request: Request) -> dict[str, object]:
+    """Liveness: the node runs and its store is open."""
+    node = _node(request)
+    return {"status": "ok", "agency": node.agency, "height": node.store.height}
+
+
+@router.get("/v1/cluster", tags=["operator"])
+def cluster(request: Request) -> dict[str, object]:
+    """Raft role, term, leader, commit and applied index, members."""
+    return _node(request).cluster_info()
+
+
+@router.get("/metrics", tags=["operator"])
+def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    body, ctype = request.app.state.metrics.render()
+    return Response(body, media_type=ctype)

@@ -1,0 +1,322 @@
+"""A whole ledger store of 10^6 anchors, built block by block, and its sizes.
+
+The store is built the way a node builds it: each block is one
+``LedgerStore.apply`` of a signed submission of ``SUB_ENTRIES`` anchors (so
+every entry goes through the rules and the state map), then every agency's
+node key cosigns the block's checkpoint, which makes it final. The store
+sits in a cluster folder made by ``ledger cluster init`` for one agency, so
+``bench.restart`` can then start a real node on it.
+
+At each size of ``SAMPLE_SIZES`` reached, proof bundles and state proofs of
+documents anchored so far are sized; bundles and state proofs grow with the
+depth of the trees, so those points are fitted (``bench.fit``) to
+extrapolate to sizes nobody can build here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import plyvel
+
+from bench.figures import Figure, missing, timed
+from bench.fit import LogFit
+from bench.leaves import LeafMaker
+from bench.procs import dir_bytes, free_base_port
+from bench.profile import Profile
+from ledger.block import Cosignature
+from ledger.bundle import build_bundle
+from ledger.checkpoint import sign_checkpoint
+from ledger.keys import SigningKey
+from ledger.rules import BatchInput
+from ledger.store import LedgerStore
+from ledger.submission import encode_submission, sign_submission
+from ledger.trust import TrustList
+from ledger.verify import verify_bundle
+
+REPO: Final = Path(__file__).resolve().parent.parent
+AGENCY: Final = "bench-agency"
+SUB_ENTRIES: Final = 10_000  # entries per submission (MAX_ENTRIES)
+SAMPLE_SIZES: Final = (10_000, 100_000, 1_000_000, 10_000_000)
+SAMPLE_DOCS: Final = 40  # bundles and state proofs sized per sample size
+KEEP_DOCS: Final = 2_000  # random anchored doc ids kept for sampling
+BUNDLE_TARGET: Final = 10**9
+
+
+@dataclass(slots=True)
+class BuiltStore:
+    """What the build left behind for the restart and audit phases."""
+
+    cluster: Path  # the ``ledger cluster init`` folder
+    agency: str
+    genesis: TrustList
+    tree_size: int
+    height: int
+    raft_index: int
+    last_hash: bytes
+    apply_seconds: float
+    build_seconds: float
+    doc_ids: list[bytes] = field(default_factory=list)
+    bundle_points: list[tuple[int, float]] = field(default_factory=list)
+    state_points: list[tuple[int, float]] = field(default_factory=list)
+    complete: bool = True  # False: stopped by the time bound
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.cluster / self.agency / "data" / "ledger"
+
+
+def init_cluster(directory: Path, agencies: list[str]) -> None:
+    """``ledger cluster init`` on free loopback ports."""
+    count = len(agencies)
+    base = free_base_port([*range(count), *range(100, 100 + count)])
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "cluster",
+            "init",
+            "--dir",
+            str(directory),
+            "--agencies",
+            ",".join(agencies),
+            "--base-port",
+            str(base),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def build(profile: Profile, tmp: Path) -> BuiltStore:
+    """Build the store up to ``profile.ledger_entries`` or the time bound."""
+    cluster = tmp / "store-cluster"
+    init_cluster(cluster, [AGENCY])
+    genesis = TrustList.load(cluster / "genesis.json")
+    issuer = SigningKey.load(cluster / AGENCY / "issuer.key")
+    node_key = SigningKey.load(cluster / AGENCY / "node.key")
+    path = cluster / AGENCY / "data" / "ledger"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = LedgerStore.open(path, genesis)
+    maker = LeafMaker(issuer=AGENCY)
+    rng = random.Random(5)
+    built = BuiltStore(
+        cluster=cluster,
+        agency=AGENCY,
+        genesis=genesis,
+        tree_size=0,
+        height=0,
+        raft_index=0,
+        last_hash=b"",
+        apply_seconds=0.0,
+        build_seconds=0.0,
+    )
+    started = time.perf_counter()
+    deadline = started + profile.ledger_seconds
+    try:
+        while store.tree_size < profile.ledger_entries:
+            if time.perf_counter() > deadline:
+                built.complete = False
+                break
+            _one_block(store, built, maker, issuer, node_key, genesis.origin, rng)
+            if store.tree_size in SAMPLE_SIZES:
+                _sample(store, built, genesis, rng)
+        built.tree_size = store.tree_size
+        built.height = store.height
+        built.last_hash = store.last_hash
+    finally:
+        store.close()
+    built.build_seconds = time.perf_counter() - started
+    return built
+
+
+def _one_block(
+    store: LedgerStore,
+    built: BuiltStore,
+    maker: LeafMaker,
+    issuer: SigningKey,
+    node_key: SigningKey,
+    origin: str,
+    rng: random.Random,
+) -> None:
+    leaves = maker.leaves(SUB_ENTRIES)
+    sub = sign_submission(origin, AGENCY, leaves, issuer)
+    batch = BatchInput(
+        time_ms=time.time_ns() // 1_000_000, submissions=(encode_submission(sub),)
+    )
+    built.raft_index += 1
+    with timed() as t:
+        block = store.apply(batch, raft_index=built.raft_index)
+    built.apply_seconds += t.elapsed
+    codes = {o.code for o in block.outcomes}
+    if codes != {"ok"}:
+        raise RuntimeError(f"bench block {block.header.height} rejected: {codes}")
+    # The agency's node cosigns, as the node does after each block; with
+    # one agency that makes the checkpoint final, so bundles can be built.
+    height = block.header.height
+    cp = store.checkpoint(height)
+    sig = sign_checkpoint(cp, AGENCY, node_key)
+    store.add_cosignatures(
+        height, [Cosignature(height=height, agency=AGENCY, signature=sig.signature)]
+    )
+    # Reservoir sampling keeps a uniform sample of every anchored document.
+    off = maker.offset
+    for n, leaf in enumerate(leaves):
+        seen = block.header.first_leaf + n
+        if len(built.doc_ids) < KEEP_DOCS:
+            built.doc_ids.append(leaf[off : off + 32])
+        else:
+            slot = rng.randrange(seen + 1)
+            if slot < KEEP_DOCS:
+                built.doc_ids[slot] = leaf[off : off + 32]
+
+
+def _sample(
+    store: LedgerStore, built: BuiltStore, genesis: TrustList, rng: random.Random
+) -> None:
+    docs = rng.sample(built.doc_ids, min(SAMPLE_DOCS, len(built.doc_ids)))
+    bundle_sizes = []
+    proof_sizes = []
+    for n, doc_id in enumerate(docs):
+        bundle = build_bundle(store, doc_id)
+        if n == 0:
+            # A bundle that does not verify would make its size meaningless.
+            verdict = verify_bundle(bundle, genesis)
+            if verdict.status != "valid":
+                raise RuntimeError(f"bench bundle verifies as {verdict.status}")
+        text = json.dumps(bundle, separators=(",", ":"))
+        bundle_sizes.append(len(text.encode()))
+        proof_sizes.append(len(store.state_proof(doc_id).to_bytes()))
+    size = store.tree_size
+    built.bundle_points.append((size, sum(bundle_sizes) / len(bundle_sizes)))
+    built.state_points.append((size, sum(proof_sizes) / len(proof_sizes)))
+
+
+STORE_FIGURES: Final = (
+    ("store_apply_entries_per_s", "entries/s", 50_000, True),
+    ("stored_bytes_per_leaf", "bytes", 300, False),
+    ("disk_bytes_per_document", "bytes", 300, False),
+    ("bundle_bytes", "bytes", 3_000, False),
+    ("bundle_bytes_at_1e9", "bytes", 3_000, False),
+)
+
+
+def not_built(why: str) -> list[Figure]:
+    """The store figures when the store could not be built."""
+    return [
+        missing(name, unit, why, goal=goal, higher_is_better=higher)
+        for name, unit, goal, higher in STORE_FIGURES
+    ]
+
+
+def figures(built: BuiltStore) -> list[Figure]:
+    """Apply rate, disk, bundles and state proofs of the built store."""
+    size = built.tree_size
+    where = f"{size:,} anchors in {built.height:,} blocks"
+    if not built.complete:
+        where += " (build stopped by its time bound)"
+    logical, disk = _bytes(built.ledger_path)
+    out = [
+        Figure(
+            name="store_apply_entries_per_s",
+            value=size / built.apply_seconds,
+            unit="entries/s",
+            goal=50_000,
+            note=(
+                f"LedgerStore.apply of blocks of {SUB_ENTRIES:,}-anchor "
+                f"submissions (rules, state map, one synced batch), {where}; "
+                "every node does this for every batch, so it bounds "
+                "batched_anchors_per_s"
+            ),
+        ),
+        Figure(
+            name="stored_bytes_per_leaf",
+            value=logical / size,
+            unit="bytes",
+            goal=300,
+            higher_is_better=False,
+            note=f"keys + values in LevelDB before compression, {where}",
+        ),
+        Figure(
+            name="disk_bytes_per_document",
+            value=disk / size,
+            unit="bytes",
+            goal=300,
+            higher_is_better=False,
+            note=f"LevelDB files after a full compaction, {where}",
+        ),
+    ]
+    out += _bundle_figures(built)
+    return out
+
+
+def _bytes(path: Path) -> tuple[int, int]:
+    """(logical key+value bytes, on-disk bytes after compaction)."""
+    db = plyvel.DB(str(path))
+    try:
+        logical = sum(len(k) + len(v) for k, v in db.iterator())
+        db.compact_range()
+    finally:
+        db.close()
+    return logical, dir_bytes(path)
+
+
+def _bundle_figures(built: BuiltStore) -> list[Figure]:
+    if not built.bundle_points:
+        why = "the store build reached no sample size"
+        return [
+            Figure(name="bundle_bytes", value=None, unit="bytes", note=why),
+            Figure(name="bundle_bytes_at_1e9", value=None, unit="bytes", note=why),
+            Figure(name="state_proof_bytes_at_1e8", value=None, unit="bytes", note=why),
+        ]
+    size, last = built.bundle_points[-1]
+    points = ", ".join(f"{n:,}: {b:.0f}" for n, b in built.bundle_points)
+    fit = LogFit.of(built.bundle_points)
+    state_fit = LogFit.of(built.state_points)
+    state_pts = ", ".join(f"{n:,}: {b:.0f}" for n, b in built.state_points)
+    return [
+        Figure(
+            name="bundle_bytes",
+            value=last,
+            unit="bytes",
+            goal=3_000,
+            higher_is_better=False,
+            note=(
+                f"mean compact JSON size of {SAMPLE_DOCS} bundles of valid "
+                f"documents at {size:,} entries"
+            ),
+        ),
+        Figure(
+            name="bundle_bytes_at_1e9",
+            value=fit.at(BUNDLE_TARGET),
+            unit="bytes",
+            goal=3_000,
+            higher_is_better=False,
+            note=(
+                f"EXTRAPOLATED, not measured: bundle sizes at {points} entries "
+                f"fitted as {fit.describe()}, evaluated at 10^9 entries"
+            ),
+        ),
+        Figure(
+            name="state_proof_bytes_at_1e8",
+            value=state_fit.at(10**8),
+            unit="bytes",
+            goal=1_200,
+            higher_is_better=False,
+            note=(
+                "EXTRAPOLATED, not measured: mean canonical state proof "
+                f"(StateProof.to_bytes) of present documents at {state_pts} "
+                f"keys, fitted as {state_fit.describe()}, evaluated at 10^8 keys"
+            ),
+        ),
+    ]

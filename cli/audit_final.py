@@ -1,0 +1,245 @@
+"""The after-replay half of the audit: checkpoints, proofs, documents.
+
+Runs once the auditor's own chain is complete (``Replay``): finality and
+the consistency of final checkpoints, the served and the kept checkpoint, a
+sample of served proofs, and the served status of each document.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cli.audit_replay import Replay, history_leaves
+from cli.audit_report import AuditError, KeptCheckpoint
+from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
+from ledger.errors import VerificationError
+from ledger.keys import key_id
+from ledger.merkle import verify_consistency
+from ledger.note import Signature, format_note, parse_note
+from ledger.status import StatusRecord
+
+
+def check_finals(
+    replay: Replay, served_note: str | None, keep: KeptCheckpoint | None
+) -> None:
+    """Finality, consistency of finals, the served and the kept checkpoint."""
+    report, store = replay.report, replay.store
+
+    # (1): finals in the carried record, each consistent with the one before.
+    previous: Checkpoint | None = None
+    finals = replay.finals()
+    report.final_checkpoints = len(finals)
+    for height in finals:
+        cp = store.checkpoint(height)
+        _check_consistent(replay, previous, cp)
+        previous = cp
+
+    # (2): the served final checkpoint: a quorum of the trust list of its
+    # height, and exactly the re-derived checkpoint of that height.
+    newest = previous
+    if served_note is not None:
+        cp = _verify_served_note(replay, served_note)
+        if newest is None or cp.height > newest.height:
+            _check_consistent(replay, newest, cp)
+            newest = cp
+        report.final_note = served_note
+    elif previous is not None:
+        report.final_note = _note_from_record(replay, previous.height)
+    report.final_height = None if newest is None else newest.height
+
+    # (3): the kept checkpoint. A history rewritten from some height on is
+    # self-consistent; only an earlier verified checkpoint shows it.
+    if keep is None:
+        return
+    if keep.chain_id != report.chain_id:
+        raise AuditError("tampered", "the kept checkpoint is of another chain")
+    kept = keep.checkpoint
+    report.kept_height = kept.height
+    if kept.height > store.height:
+        raise AuditError(
+            "tampered",
+            f"the source's chain ends at {store.height}, below the kept "
+            f"checkpoint's height {kept.height} (history truncated)",
+            height=kept.height,
+        )
+    mine = store.checkpoint(kept.height)
+    if mine.body() != kept.body():
+        raise AuditError(
+            "tampered",
+            "history rewritten: the kept checkpoint has root "
+            f"{kept.root.hex()} and block hash {kept.block_hash.hex()}, the "
+            f"source's chain {mine.root.hex()} and {mine.block_hash.hex()}",
+            height=kept.height,
+        )
+    if newest is not None:
+        _check_consistent(replay, kept, newest)
+
+
+def _verify_served_note(replay: Replay, note: str) -> Checkpoint:
+    store = replay.store
+    try:
+        parsed = parse_checkpoint(parse_note(note).text)
+    except VerificationError as exc:
+        raise AuditError("malformed", f"served checkpoint: {exc}") from None
+    h = parsed.height
+    if not 1 <= h <= store.height:
+        raise AuditError(
+            "tampered",
+            f"served checkpoint at height {h}, the chain has {store.height}",
+            height=h,
+        )
+    trust = replay.trust_at(h)
+    try:
+        cp, _ = verify_checkpoint(
+            note, trust.note_verifiers(), trust.quorum, origin=trust.origin
+        )
+    except VerificationError as exc:
+        raise AuditError(
+            "tampered", f"served final checkpoint: {exc.message}", height=h
+        ) from None
+    mine = store.checkpoint(h)
+    if mine.body() != cp.body():
+        raise AuditError(
+            "tampered",
+            "served final checkpoint differs from the re-derived one "
+            f"(root {cp.root.hex()} vs {mine.root.hex()})",
+            height=h,
+        )
+    return cp
+
+
+def _check_consistent(
+    replay: Replay, older: Checkpoint | None, newer: Checkpoint
+) -> None:
+    """The source's consistency proof from ``older`` to ``newer`` holds."""
+    if older is None or older.size == 0 or newer.size <= older.size:
+        return
+    proof = replay.source.consistency_proof(older.size, newer.size)
+    try:
+        verify_consistency(older.size, newer.size, proof, older.root, newer.root)
+    except VerificationError as exc:
+        raise AuditError(
+            "tampered",
+            f"checkpoint at height {newer.height} is not consistent with the one "
+            f"at height {older.height}: {exc.message}",
+            height=newer.height,
+        ) from None
+    replay.report.consistency_proofs += 1
+
+
+def _note_from_record(replay: Replay, height: int) -> str:
+    """A signed note of checkpoint ``height`` from the carried cosignatures."""
+    store = replay.store
+    trust = replay.trust_at(height)
+    cp = store.checkpoint(height)
+    lines = []
+    for sig in store.cosignatures(height):
+        node_key = trust.agency(sig.agency).node_key
+        lines.append(Signature(sig.agency, key_id(sig.agency, node_key), sig.signature))
+    return format_note(cp.body(), lines)
+
+
+def sample_proofs(replay: Replay, count: int, rng: random.Random) -> None:
+    """Served proofs for random leaves and sizes equal the re-derived ones."""
+    store, source = replay.store, replay.source
+    size = store.tree_size
+    if size == 0 or count <= 0:
+        return
+    sizes = sorted({store.header(h).tree_size for h in range(1, store.height + 1)})
+    sizes = [s for s in sizes if s > 0]
+    for _ in range(count):
+        second = rng.choice(sizes)
+        index = rng.randrange(second)
+        served = source.inclusion_proof(index, second)
+        if served != store.inclusion_proof(index, second):
+            raise AuditError(
+                "tampered",
+                f"served inclusion proof at size {second} differs from the "
+                "re-derived tree (a stored subtree hash is wrong)",
+                leaf=index,
+            )
+        replay.report.inclusion_proofs += 1
+        first = rng.choice([s for s in sizes if s <= second])
+        if first < second:
+            served = source.consistency_proof(first, second)
+            if served != store.consistency_proof(first, second):
+                raise AuditError(
+                    "tampered",
+                    f"served consistency proof {first} -> {second} differs from "
+                    "the re-derived tree",
+                )
+            replay.report.consistency_proofs += 1
+
+
+def check_documents(replay: Replay, limit: int | None, rng: random.Random) -> None:
+    ids = replay.doc_ids
+    if limit is not None and limit < len(ids):
+        ids = rng.sample(ids, limit)
+    for doc_id in ids:
+        mine = replay.store.status(doc_id)
+        served = replay.source.document(doc_id)
+        problem = _status_difference(mine, served)
+        if problem is None and mine is not None and served is not None:
+            problem = _history_difference(replay, doc_id, served)
+        if problem is not None:
+            raise AuditError(
+                "tampered",
+                f"document {doc_id.hex()}: {problem}",
+                leaf=None if mine is None else mine.leaf,
+            )
+        replay.report.documents += 1
+
+
+# A valid document is shown as expired or not yet valid depending on the
+# clock of whoever serves it; the record itself says "valid".
+_TIME_STATUSES: Final = {"valid", "expired", "not_yet_valid"}
+
+
+def _status_difference(
+    mine: StatusRecord | None, served: Mapping[str, Any] | None
+) -> str | None:
+    if mine is None and served is None:
+        return None
+    if mine is None or served is None:
+        return f"served {served!r}, re-derived {mine!r}"
+    status = served.get("status")
+    if mine.status == "valid":
+        if status not in _TIME_STATUSES:
+            return f"served status {status!r}, re-derived 'valid'"
+    elif status != mine.status:
+        return f"served status {status!r}, re-derived {mine.status!r}"
+    expected: dict[str, object] = {
+        "issuer": mine.issuer,
+        "doc_type": mine.doc_type,
+        "issued_at": mine.issued_at,
+        "valid_from": mine.valid_from,
+        "valid_until": mine.valid_until,
+        "revoked_at": mine.revoked_at,
+        "reason": mine.reason,
+        "superseded_by": None
+        if mine.superseded_by is None
+        else mine.superseded_by.hex(),
+    }
+    for name, value in expected.items():
+        if name in served and served[name] != value:
+            return f"served {name} {served[name]!r}, re-derived {value!r}"
+    return None
+
+
+def _history_difference(
+    replay: Replay, doc_id: bytes, served: Mapping[str, Any]
+) -> str | None:
+    history = served.get("history")
+    if not isinstance(history, list):
+        return None
+    theirs = history_leaves(served)
+    ours = [leaf for leaf, *_ in replay.store.history(doc_id)]
+    if theirs != ours:
+        return f"served history leaves {theirs}, re-derived {ours}"
+    return None
+
+
+def _hex_or_none(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()

@@ -1,0 +1,119 @@
+"""What the commands share: options, the error-to-exit-status mapping, helpers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Final, TypeVar
+
+import typer
+
+from cli import render
+from cli.client import ClientError, LedgerClient, NetworkError, Wait
+from cli.verifying import EXIT_NETWORK, EXIT_USAGE, UsageError
+from ledger.entries import AGENCY_RE
+from ledger.errors import ConfigError, LedgerError, RuleViolation
+from ledger.keys import SigningKey
+
+logger = logging.getLogger(__name__)
+
+EXIT_REFUSED: Final = 1
+# Past this many documents the table shows the first ones only.
+MAX_TABLE_ROWS: Final = 50
+
+_T = TypeVar("_T")
+
+NodeOpt = Annotated[str, typer.Option("--node", help="A node's API URL.")]
+KeyOpt = Annotated[
+    Path, typer.Option("--key", help="The agency's issuer key (DIR/ID/issuer.key).")
+]
+AgencyOpt = Annotated[
+    str | None,
+    typer.Option("--agency", help="Agency id (default: the key file's folder name)."),
+]
+WaitOpt = Annotated[
+    str,
+    typer.Option(
+        "--wait", help="applied (committed and applied) or final (final checkpoint)."
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for each request.")
+]
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Translate the errors a command can meet into messages and exit codes."""
+    try:
+        yield
+    except (UsageError, ConfigError, RuleViolation) as exc:
+        render.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except NetworkError as exc:
+        render.err.print(f"[red]network error:[/] {exc}")
+        raise typer.Exit(EXIT_NETWORK) from None
+    except ClientError as exc:
+        code = f" (code {exc.code})" if exc.code else ""
+        render.err.print(f"[red]refused by the node:[/] {exc}{code}")
+        if exc.retried and exc.slug == "replay":
+            render.err.print(
+                "[yellow]the request was sent more than once; an earlier copy "
+                "may have been applied: check with `ledger proof`[/]"
+            )
+        raise typer.Exit(EXIT_REFUSED) from None
+    except LedgerError as exc:
+        render.err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+
+
+def make_client(url: str, *, timeout: float, retries: int = 6) -> LedgerClient:
+    """The client every command uses (tests replace it with a fake node's)."""
+    return LedgerClient(url, timeout=timeout, retries=retries)
+
+
+def agency_for_key(key: Path, agency: str | None) -> str:
+    """``--agency``, or the name of the folder holding the key (DIR/ID/key)."""
+    name = agency or key.resolve().parent.name
+    if AGENCY_RE.fullmatch(name) is None:
+        raise UsageError(
+            f"cannot tell the agency from {key} (folder {name!r}); pass --agency"
+        )
+    return name
+
+
+def load_key(path: Path) -> SigningKey:
+    try:
+        return SigningKey.load(path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def check_wait(wait: str) -> Wait:
+    if wait == "applied":
+        return "applied"
+    if wait == "final":
+        return "final"
+    raise UsageError("--wait is 'applied' or 'final'")
+
+
+def parse_when(text: str | None) -> int | None:
+    """A date (YYYY-MM-DD, midnight UTC), an ISO time, or Unix milliseconds."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise UsageError(f"not a date or time: {text!r}") from exc
+    return int(moment.timestamp() * 1000)

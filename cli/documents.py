@@ -1,0 +1,292 @@
+"""Documents on the agency's side: hashing, salting, receipts and QR files.
+
+Everything here runs on the issuing agency's machine: a document's bytes
+are read and hashed here and never sent anywhere. The salt drawn for each
+document is what makes its id unguessable; it is kept in the holder's
+receipt and in the QR code, and nowhere on the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ledger.entries import Anchor, derive_doc_id
+from ledger.errors import ConfigError
+
+SALT_SIZE: Final = 16
+RECEIPT_SUFFIX: Final = ".receipt.json"
+QR_SUFFIX: Final = ".qr.png"
+# Below this many QR images, starting worker processes costs more than it saves.
+PARALLEL_QR_MIN: Final = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnchorReceipt:
+    """What the holder of an anchored document keeps: the receipt file.
+
+    The salt is the secret that makes the document findable; whoever holds
+    the receipt (or the QR code) can verify, nobody else can test a guess.
+    """
+
+    doc_id: bytes
+    salt: bytes
+    file_sha256: bytes
+    file_name: str
+    doc_type: str
+    issuer: str
+    leaf_index: int
+    block_height: int
+    verify_url: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The receipt file's fields (docs/internals.md), hashes in hex."""
+        return {
+            "doc_id": self.doc_id.hex(),
+            "salt": self.salt.hex(),
+            "file_sha256": self.file_sha256.hex(),
+            "file_name": self.file_name,
+            "doc_type": self.doc_type,
+            "issuer": self.issuer,
+            "leaf_index": self.leaf_index,
+            "block_height": self.block_height,
+            "verify_url": self.verify_url,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> AnchorReceipt:
+        """Parse a receipt file; ConfigError naming the bad field."""
+        if not isinstance(obj, dict):
+            raise ConfigError("receipt: expected a JSON object")
+        try:
+            receipt = cls(
+                doc_id=unhex(obj["doc_id"], 32),
+                salt=unhex(obj["salt"], SALT_SIZE),
+                file_sha256=unhex(obj["file_sha256"], 32),
+                file_name=str(obj["file_name"]),
+                doc_type=str(obj["doc_type"]),
+                issuer=str(obj["issuer"]),
+                leaf_index=int(obj["leaf_index"]),
+                block_height=int(obj["block_height"]),
+                verify_url=obj.get("verify_url"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"receipt: bad or missing field: {exc}") from exc
+        if derive_doc_id(receipt.salt, receipt.file_sha256) != receipt.doc_id:
+            raise ConfigError("receipt: doc_id does not match salt and file hash")
+        return receipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedDocument:
+    """A document hashed and salted locally, with its anchor entry."""
+
+    path: Path
+    file_sha256: bytes
+    salt: bytes
+    anchor: Anchor
+
+    @property
+    def doc_id(self) -> bytes:
+        return self.anchor.doc_id
+
+
+def unhex(value: object, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError(f"expected hex, got {type(value).__name__}")
+    raw = bytes.fromhex(value)
+    if size is not None and len(raw) != size:
+        raise ValueError(f"expected {size} bytes of hex, got {len(raw)}")
+    return raw
+
+
+def as_doc_id(value: bytes | str) -> bytes:
+    """A doc id given as 32 bytes or 64 hex digits; ValueError otherwise."""
+    raw = unhex(value.strip().lower(), 32) if isinstance(value, str) else value
+    if len(raw) != 32:
+        raise ValueError("a doc id is 32 bytes")
+    return raw
+
+
+def hash_file(path: Path) -> bytes:
+    """SHA-256 of a file's bytes, read in chunks; ConfigError if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").digest()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def prepare_documents(
+    paths: Sequence[Path],
+    *,
+    agency: str,
+    doc_type: str,
+    issued_at: int | None = None,
+    valid_from: int | None = None,
+    valid_until: int | None = None,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> list[PreparedDocument]:
+    """Hash each file, draw a fresh 16-byte salt for it, build its anchor.
+
+    A fresh salt per document, even for two identical files: each issued
+    copy is its own document, and a shared salt would link them.
+    """
+    issued = now_ms() if issued_at is None else issued_at
+    out: list[PreparedDocument] = []
+    for path in paths:
+        file_hash = hash_file(path)
+        salt = random_bytes(SALT_SIZE)
+        anchor = Anchor(
+            issuer=agency,
+            doc_id=derive_doc_id(salt, file_hash),
+            doc_type=doc_type,
+            issued_at=issued,
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+        out.append(
+            PreparedDocument(path=path, file_sha256=file_hash, salt=salt, anchor=anchor)
+        )
+    return out
+
+
+def collect_files(items: Sequence[Path]) -> list[Path]:
+    """Files given, and the files under folders given (sorted).
+
+    Hidden files and our own outputs (receipts, QR images) are skipped, so
+    anchoring a folder twice never anchors a receipt.
+    """
+    files: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            for path in sorted(item.rglob("*")):
+                name = path.name
+                if not path.is_file() or name.startswith("."):
+                    continue
+                if name.endswith((RECEIPT_SUFFIX, QR_SUFFIX)):
+                    continue
+                files.append(path)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise ConfigError(f"no such file or folder: {item}")
+    if not files:
+        raise ConfigError("no files to anchor")
+    return files
+
+
+def output_names(receipts: Sequence[AnchorReceipt]) -> list[str]:
+    """A distinct base name per receipt: the file's stem, else its full name."""
+    stems = [Path(r.file_name).stem or r.file_name for r in receipts]
+    names: list[str] = []
+    seen: set[str] = set()
+    for receipt, stem in zip(receipts, stems, strict=True):
+        name = stem if stems.count(stem) == 1 else receipt.file_name
+        base, n = name, 2
+        while name in seen:
+            name, n = f"{base}-{n}", n + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def write_receipt(
+    receipt: AnchorReceipt, out_dir: Path, name: str, *, qr: bool = True
+) -> Path | None:
+    """``<name>.receipt.json`` and, with a verify URL, ``<name>.qr.png``.
+
+    Returns the QR image's path. Each file is written whole or not at all.
+    """
+    png = None
+    if qr and receipt.verify_url:
+        from api.qr import qr_png
+
+        png = qr_png(receipt.verify_url)
+    return _write_pair(receipt, out_dir, name, png)
+
+
+def _write_pair(
+    receipt: AnchorReceipt, out_dir: Path, name: str, png: bytes | None
+) -> Path | None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(receipt.to_json(), indent=2) + "\n"
+        _replace(out_dir / f"{name}{RECEIPT_SUFFIX}", data.encode("utf-8"))
+        if png is None:
+            return None
+        qr_path = out_dir / f"{name}{QR_SUFFIX}"
+        _replace(qr_path, png)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the receipt into {out_dir}: {exc}") from exc
+    return qr_path
+
+
+def _qr_images(urls: Sequence[str]) -> Iterator[bytes]:
+    """PNG images for ``urls``, in order; on every CPU when there are many.
+
+    A QR image takes tens of milliseconds of pure Python (segno), which for
+    a batch of thousands is minutes on one core.
+    """
+    from api.qr import qr_png
+
+    workers = os.cpu_count() or 1
+    if workers == 1 or len(urls) < PARALLEL_QR_MIN:
+        yield from map(qr_png, urls)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(qr_png, urls, chunksize=16)
+
+
+def write_receipts(
+    receipts: Sequence[AnchorReceipt],
+    out_dir: Path,
+    *,
+    qr: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> dict[bytes, str]:
+    """One receipt and (with ``qr``) one QR image per document.
+
+    Returns doc id -> QR path; ``progress`` is called once per receipt.
+    """
+    paths: dict[bytes, str] = {}
+    names = output_names(receipts)
+    urls = [r.verify_url for r in receipts if r.verify_url] if qr else []
+    images = iter(_qr_images([u for u in urls if u]))
+    for receipt, name in zip(receipts, names, strict=True):
+        png = next(images) if qr and receipt.verify_url else None
+        qr_path = _write_pair(receipt, out_dir, name, png)
+        if qr_path is not None:
+            paths[receipt.doc_id] = str(qr_path)
+        if progress is not None:
+            progress(1)
+    return paths
+
+
+def read_receipt(path: Path) -> AnchorReceipt:
+    """A receipt file; ConfigError naming the file if it is not one."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read receipt {path}: {exc}") from exc
+    try:
+        return AnchorReceipt.from_json(obj)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

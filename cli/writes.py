@@ -1,0 +1,278 @@
+"""The agency's write commands: anchor, revoke, supersede, record; and proof.
+
+Each signs with the agency's issuer key (the agency is the key file's
+folder name unless ``--agency`` says otherwise) and talks to one node,
+which forwards writes to the leader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from cli import common, render
+from cli.client import SubmitResult
+from cli.common import (
+    MAX_TABLE_ROWS,
+    AgencyOpt,
+    KeyOpt,
+    NodeOpt,
+    TimeoutOpt,
+    WaitOpt,
+    agency_for_key,
+    check_wait,
+    handled,
+    load_key,
+    parse_when,
+)
+from cli.documents import (
+    AnchorReceipt,
+    as_doc_id,
+    collect_files,
+    hash_file,
+    write_receipts,
+)
+from cli.verifying import UsageError, load_receipt
+from ledger.entries import DOC_TYPES, REVOKE_REASONS
+from ledger.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _with_progress(
+    total: int, what: str, run: Callable[[Callable[[int], None]], _T]
+) -> _T:
+    with render.progress_bar() as bar:
+        task = bar.add_task(what, total=total, rate="")
+        return run(lambda n: bar.advance(task, n))
+
+
+def anchor(
+    node: NodeOpt,
+    key: KeyOpt,
+    doc_type: Annotated[
+        str, typer.Option("--type", help=f"Document type, e.g. {', '.join(DOC_TYPES)}.")
+    ],
+    files: Annotated[list[Path], typer.Argument(help="Files or folders to anchor.")],
+    agency: AgencyOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for receipts and QR codes.")
+    ] = Path("."),
+    wait: WaitOpt = "applied",
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="Base of the verify URLs.")
+    ] = None,
+    valid_from: Annotated[str | None, typer.Option("--valid-from")] = None,
+    valid_until: Annotated[str | None, typer.Option("--valid-until")] = None,
+    qr: Annotated[
+        bool, typer.Option("--qr/--no-qr", help="Write a QR image per document.")
+    ] = True,
+    timeout: TimeoutOpt = 60.0,
+) -> None:
+    """Anchor documents: hash locally, salt, sign in batches, write receipts.
+
+    Each document gets DIR/<name>.receipt.json (keep it: its salt is what
+    lets anyone verify the document) and DIR/<name>.qr.png.
+    """
+    with handled():
+        paths = collect_files(files)
+        signer = load_key(key)
+        issuer = agency_for_key(key, agency)
+        mode = check_wait(wait)
+        with common.make_client(node, timeout=timeout) as client:
+            receipts = _with_progress(
+                len(paths),
+                "anchoring",
+                lambda tick: client.anchor_files(
+                    paths,
+                    signer,
+                    issuer,
+                    doc_type,
+                    wait=mode,
+                    valid_from=parse_when(valid_from),
+                    valid_until=parse_when(valid_until),
+                    public_url=public_url,
+                    progress=tick,
+                ),
+            )
+        qr_paths = _save_receipts(receipts, out, qr=qr)
+    render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
+    if len(receipts) > MAX_TABLE_ROWS:
+        render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
+
+
+def _save_receipts(
+    receipts: Sequence[AnchorReceipt], out: Path, *, qr: bool
+) -> dict[bytes, str]:
+    """Write the receipts; if that fails, print them, since the documents
+    are on the ledger already and their salts exist nowhere else."""
+    try:
+        return _with_progress(
+            len(receipts),
+            "receipts",
+            lambda tick: write_receipts(receipts, out, qr=qr, progress=tick),
+        )
+    except ConfigError:
+        sys.stdout.write(json.dumps([r.to_json() for r in receipts], indent=2) + "\n")
+        render.err.print(
+            "[red]the receipts above could not be written; save them now[/]"
+        )
+        raise
+
+
+def _doc_id_arg(value: str) -> bytes:
+    """A doc id in hex, or a receipt file naming one."""
+    path = Path(value)
+    if path.suffix == ".json" and path.is_file():
+        return load_receipt(path).doc_id
+    try:
+        return as_doc_id(value)
+    except ValueError as exc:
+        raise UsageError(f"not a doc id (64 hex digits) or receipt: {value!r}") from exc
+
+
+def _print_results(results: Sequence[SubmitResult]) -> None:
+    table = Table(title="Accepted")
+    for col in ("kind", "doc id", "leaf", "block"):
+        table.add_column(col, overflow="fold")
+    for result in results:
+        for r in result.receipts:
+            table.add_row(
+                r.kind,
+                "" if r.doc_id is None else r.doc_id.hex(),
+                str(r.leaf_index),
+                str(r.block_height),
+            )
+    render.out.print(table)
+
+
+def revoke(
+    node: NodeOpt,
+    key: KeyOpt,
+    doc_id: Annotated[str, typer.Argument(help="Doc id (hex) or its receipt file.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help=f"One of: {', '.join(REVOKE_REASONS)}.")
+    ],
+    agency: AgencyOpt = None,
+    wait: WaitOpt = "applied",
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Revoke one of the agency's documents."""
+    with handled():
+        if reason not in REVOKE_REASONS:
+            raise UsageError(f"--reason must be one of {', '.join(REVOKE_REASONS)}")
+        target = _doc_id_arg(doc_id)
+        signer, issuer = load_key(key), agency_for_key(key, agency)
+        with common.make_client(node, timeout=timeout) as client:
+            results = client.revoke(
+                [target], signer, issuer, reason, wait=check_wait(wait)
+            )
+    _print_results(results)
+
+
+def supersede(
+    node: NodeOpt,
+    key: KeyOpt,
+    old_doc_id: Annotated[str, typer.Argument(help="The replaced document.")],
+    new_file: Annotated[
+        Path | None, typer.Argument(help="The amended document to anchor.")
+    ] = None,
+    receipt: Annotated[
+        Path | None,
+        typer.Option("--receipt", help="Receipt of an already anchored new document."),
+    ] = None,
+    doc_type: Annotated[
+        str | None, typer.Option("--type", help="Type of NEW_FILE.")
+    ] = None,
+    agency: AgencyOpt = None,
+    out: Annotated[Path, typer.Option("--out")] = Path("."),
+    wait: WaitOpt = "applied",
+    public_url: Annotated[str | None, typer.Option("--public-url")] = None,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Supersede a document by a new one (anchored here from NEW_FILE, or --receipt)."""
+    with handled():
+        old = _doc_id_arg(old_doc_id)
+        signer, issuer = load_key(key), agency_for_key(key, agency)
+        mode = check_wait(wait)
+        if (new_file is None) == (receipt is None):
+            raise UsageError(
+                "give either --receipt NEW_RECEIPT or NEW_FILE --type TYPE"
+            )
+        with common.make_client(node, timeout=timeout) as client:
+            if receipt is not None:
+                new = load_receipt(receipt).doc_id
+                result = client.supersede(old, new, signer, issuer, wait=mode)
+                _print_results([result])
+                return
+            assert new_file is not None
+            if doc_type is None:
+                raise UsageError("NEW_FILE needs --type TYPE")
+            anchored, result = client.supersede_with_file(
+                old,
+                new_file,
+                signer,
+                issuer,
+                doc_type,
+                wait=mode,
+                public_url=public_url,
+            )
+        qr_paths = _save_receipts([anchored], out, qr=True)
+    _print_results([result])
+    render.out.print(render.receipts_table([anchored], qr_paths))
+
+
+def record(
+    node: NodeOpt,
+    key: KeyOpt,
+    registry: Annotated[str, typer.Option("--registry")],
+    record_id: Annotated[
+        str, typer.Option("--record-id", help="Opaque id (UTF-8, at most 64 bytes).")
+    ],
+    version: Annotated[int, typer.Option("--version", help="Previous version + 1.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="The record's content; its SHA-256 goes on the ledger."),
+    ],
+    agency: AgencyOpt = None,
+    wait: WaitOpt = "applied",
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Record a new version of a registry record (digest = SHA-256 of FILE)."""
+    with handled():
+        signer, issuer = load_key(key), agency_for_key(key, agency)
+        digest = hash_file(file)
+        rid = record_id.encode("utf-8")
+        with common.make_client(node, timeout=timeout) as client:
+            result = client.record(
+                registry, rid, version, digest, signer, issuer, wait=check_wait(wait)
+            )
+    _print_results([result])
+
+
+def proof(
+    node: NodeOpt,
+    doc_id: Annotated[str, typer.Argument(help="Doc id (hex) or its receipt file.")],
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Print a document's proof bundle (JSON) for offline verification."""
+    with handled():
+        target = _doc_id_arg(doc_id)
+        with common.make_client(node, timeout=timeout) as client:
+            bundle = client.bundle(target)
+    sys.stdout.write(json.dumps(bundle, indent=2) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the write commands to ``app``, in the order ``--help`` lists them."""
+    for command in (anchor, revoke, supersede, record, proof):
+        app.command()(command)

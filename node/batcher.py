@@ -1,0 +1,99 @@
+"""The leader's batcher: submissions waiting to be proposed as one Raft entry.
+
+A batch is cut when it holds ``max_submissions`` submissions or
+``max_entries`` entries, or when its oldest submission has waited
+``max_wait_ms``, whichever comes first. Under load, the driver also holds
+back while ``max_inflight`` batches are proposed but not yet applied, so
+batches grow with the load instead of the number of Raft entries.
+
+The batcher keeps no clock: the driver passes the time in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+
+from ledger.block import Cosignature
+from ledger.rules import BatchInput
+
+
+@dataclass(slots=True)
+class Pending:
+    raw: bytes
+    entries: int
+    since_ms: int
+    future: asyncio.Future[tuple[int, int]]  # (block height, submission index)
+
+
+def submission_key(raw: bytes) -> bytes:
+    """Identifies a submission across nodes: the hash of its bytes."""
+    return hashlib.sha256(raw).digest()
+
+
+@dataclass(slots=True, kw_only=True)
+class Batcher:
+    max_submissions: int
+    max_entries: int
+    max_wait_ms: int
+    max_inflight: int = 4
+    queue: list[Pending] = field(default_factory=list)
+    queued_entries: int = 0
+    # Cosignatures collected from peers that no block has carried yet.
+    cosignatures: dict[tuple[int, str], Cosignature] = field(default_factory=dict)
+    carried_height: int = 0
+
+    def add(self, item: Pending) -> None:
+        self.queue.append(item)
+        self.queued_entries += item.entries
+
+    def add_cosignature(self, sig: Cosignature) -> None:
+        if sig.height > self.carried_height:
+            self.cosignatures.setdefault((sig.height, sig.agency), sig)
+
+    def deadline_ms(self) -> int | None:
+        """When the oldest waiting submission must be proposed at the latest."""
+        if not self.queue:
+            return None
+        return self.queue[0].since_ms + self.max_wait_ms
+
+    def ready(self, now_ms: int, inflight: int) -> bool:
+        if not self.queue or inflight >= self.max_inflight:
+            return False
+        if len(self.queue) >= self.max_submissions:
+            return True
+        if self.queued_entries >= self.max_entries:
+            return True
+        deadline = self.deadline_ms()
+        return deadline is not None and now_ms >= deadline
+
+    def cut(self, now_ms: int) -> tuple[BatchInput, list[Pending]]:
+        """Take the next batch off the queue (precondition: the queue is not empty)."""
+        taken: list[Pending] = []
+        entries = 0
+        while self.queue and len(taken) < self.max_submissions:
+            nxt = self.queue[0]
+            if taken and entries + nxt.entries > self.max_entries:
+                break
+            taken.append(self.queue.pop(0))
+            entries += nxt.entries
+        self.queued_entries -= entries
+        sigs = sorted(self.cosignatures.values(), key=lambda s: (s.height, s.agency))
+        self.cosignatures.clear()
+        batch = BatchInput(
+            time_ms=now_ms,
+            submissions=tuple(p.raw for p in taken),
+            cosignatures=tuple(sigs[:256]),
+        )
+        for sig in sigs[256:]:
+            self.cosignatures[(sig.height, sig.agency)] = sig
+        return batch, taken
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Leadership was lost: nothing queued here will be proposed by us."""
+        for item in self.queue:
+            if not item.future.done():
+                item.future.set_exception(exc)
+        self.queue.clear()
+        self.queued_entries = 0

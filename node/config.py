@@ -1,0 +1,177 @@
+"""The node's TOML configuration.
+
+Paths in the file are relative to the file's own folder, so a cluster folder
+made by ``ledger cluster init`` can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerConfig:
+    """Another agency's node: its Raft address and its public API."""
+
+    id: str
+    raft_host: str
+    raft_port: int
+    api_url: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    agency: str
+    data_dir: Path
+    genesis: Path
+    node_key: Path
+    raft_host: str
+    raft_port: int
+    api_host: str
+    api_port: int
+    public_url: str
+    peers: tuple[PeerConfig, ...] = ()
+    # The file this was read from: peers are re-read from it when the trust
+    # list gains an agency (the operator adds its [[peers]] entry first).
+    path: Path | None = None
+    # An agency not in the genesis: its node waits until a governance entry
+    # adds it to the trust list and the leader adds it to Raft.
+    join: bool = False
+    # The key a rotate_node_key change will switch to (the node keeps
+    # signing with ``node_key`` until the change is applied).
+    next_node_key: Path | None = None
+    # Raft timing: one tick is tick_ms; an election timeout is drawn from
+    # [election_ticks, 2 * election_ticks) ticks.
+    tick_ms: int = 50
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    snapshot_interval: int = 10_000
+    # A batch is cut at max_submissions or max_wait_ms, whichever comes first.
+    batch_max_submissions: int = 2_000
+    batch_max_entries: int = 100_000
+    batch_max_wait_ms: int = 5
+    max_body_bytes: int = 16 * 1024 * 1024
+    # How long a submission waits for commit (or a final checkpoint).
+    submit_timeout_ms: int = 10_000
+    rate_per_agency: float = 500.0
+    # A verifier calls a checkpoint stale when older than this.
+    checkpoint_max_age_ms: int = 24 * 3600 * 1000
+    tls: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def peer(self, agency: str) -> PeerConfig:
+        for peer in self.peers:
+            if peer.id == agency:
+                return peer
+        raise KeyError(agency)
+
+
+def _split_addr(value: object, what: str) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{what}: expected HOST:PORT, got {value!r}")
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: bad port in {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _get(table: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    if key not in table:
+        raise ConfigError(f"{what}: missing {key!r}")
+    val = table[key]
+    if not isinstance(val, kind) or (kind is int and isinstance(val, bool)):
+        raise ConfigError(f"{what}: {key!r} must be {kind.__name__}")
+    return val
+
+
+def _opt(table: dict[str, Any], key: str, kind: type, default: Any, what: str) -> Any:
+    if key not in table:
+        return default
+    return _get(table, key, kind, what)
+
+
+def _rate(limits: dict[str, Any], where: str) -> float:
+    value = limits.get("rate_per_agency", 500)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: 'rate_per_agency' must be a positive number")
+    return float(value)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and check a node.toml; raises ConfigError naming the defect."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such configuration file") from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+    base = path.resolve().parent
+    where = str(path)
+    raft = _opt(raw, "raft", dict, {}, where)
+    api = _opt(raw, "api", dict, {}, where)
+    batch = _opt(raw, "batch", dict, {}, where)
+    limits = _opt(raw, "limits", dict, {}, where)
+    raft_host, raft_port = _split_addr(
+        _get(raft, "listen", str, f"{where} [raft]"), f"{where} [raft] listen"
+    )
+    api_host, api_port = _split_addr(
+        _get(api, "listen", str, f"{where} [api]"), f"{where} [api] listen"
+    )
+    peers = []
+    for i, peer in enumerate(_opt(raw, "peers", list, [], where)):
+        pw = f"{where} peers[{i}]"
+        if not isinstance(peer, dict):
+            raise ConfigError(f"{pw}: expected a table")
+        host, port = _split_addr(_get(peer, "raft", str, pw), f"{pw} raft")
+        peers.append(
+            PeerConfig(
+                id=_get(peer, "id", str, pw),
+                raft_host=host,
+                raft_port=port,
+                api_url=_get(peer, "api", str, pw),
+            )
+        )
+    next_key = _opt(raw, "next_node_key", str, None, where)
+    cfg = NodeConfig(
+        agency=_get(raw, "agency", str, where),
+        data_dir=(base / _opt(raw, "data_dir", str, "data", where)).resolve(),
+        genesis=(base / _get(raw, "genesis", str, where)).resolve(),
+        node_key=(base / _get(raw, "node_key", str, where)).resolve(),
+        raft_host=raft_host,
+        raft_port=raft_port,
+        api_host=api_host,
+        api_port=api_port,
+        public_url=_get(api, "public_url", str, f"{where} [api]").rstrip("/"),
+        peers=tuple(peers),
+        path=path.resolve(),
+        join=_opt(raw, "join", bool, False, where),
+        next_node_key=None if next_key is None else (base / next_key).resolve(),
+        tick_ms=_opt(raft, "tick_ms", int, 50, where),
+        election_ticks=_opt(raft, "election_ticks", int, 10, where),
+        heartbeat_ticks=_opt(raft, "heartbeat_ticks", int, 1, where),
+        snapshot_interval=_opt(raft, "snapshot_interval", int, 10_000, where),
+        tls=_opt(raft, "tls", bool, True, where),
+        batch_max_submissions=_opt(batch, "max_submissions", int, 2_000, where),
+        batch_max_entries=_opt(batch, "max_entries", int, 100_000, where),
+        batch_max_wait_ms=_opt(batch, "max_wait_ms", int, 5, where),
+        max_body_bytes=_opt(limits, "max_body_bytes", int, 16 * 1024 * 1024, where),
+        submit_timeout_ms=_opt(limits, "submit_timeout_ms", int, 10_000, where),
+        rate_per_agency=_rate(limits, where),
+        checkpoint_max_age_ms=_opt(
+            limits, "checkpoint_max_age_ms", int, 24 * 3600 * 1000, where
+        ),
+    )
+    if cfg.tick_ms <= 0 or cfg.election_ticks <= cfg.heartbeat_ticks:
+        raise ConfigError(f"{where}: election_ticks must exceed heartbeat_ticks")
+    if cfg.snapshot_interval < 1 or cfg.submit_timeout_ms < 1:
+        raise ConfigError(
+            f"{where}: snapshot_interval and submit_timeout_ms must be positive"
+        )
+    if any(p.id == cfg.agency for p in cfg.peers):
+        raise ConfigError(f"{where}: the node lists itself among its peers")
+    return cfg

@@ -1,0 +1,126 @@
+"""Checkpoint cosignatures: signing, gossip, and finality.
+
+Theory of operation. After applying block ``h`` every node signs checkpoint
+``h`` with its node key and sends the signature to every other agency of the
+trust list. Each node keeps the signatures that verify against the trust
+list in force (the store checks them), so every node learns on its own when
+a checkpoint is final: signed by a quorum of the trust list's node keys.
+
+- A signature for a block not applied here yet is held back (at most
+  ``MAX_ORPHANS``) and taken once the block is applied.
+- The leader also hands every new signature to the batcher (``collect``),
+  which carries it in the next batch, so signatures become part of the
+  record and a node that replays the chain learns them too.
+- Signatures travel once. A peer that was down, or is catching up, never
+  gets them, and the tip's are carried in no later block while no write
+  comes. So an idle node repeats the signatures it holds for its tip every
+  ``REGOSSIP_S`` (one small frame per peer); relayed signatures are welcome,
+  since each one is verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from ledger.block import Cosignature
+from ledger.checkpoint import sign_checkpoint
+from ledger.errors import ConsensusError, StorageError, VerificationError
+from ledger.store import LedgerStore
+from node.frames import cosig_frame
+from node.peers import Peers
+
+logger = logging.getLogger(__name__)
+
+MAX_ORPHANS: Final = 1024
+REGOSSIP_S: Final = 2.0
+MAX_PER_FRAME: Final = 64
+
+
+class Cosigner:
+    def __init__(self, *, store: LedgerStore, peers: Peers) -> None:
+        self.agency = peers.agency
+        self._store = store
+        self._peers = peers
+        self._orphans: list[Cosignature] = []
+        self._changed = asyncio.Event()
+        self._last_activity = time.monotonic()
+        # Called with every signature newly stored (the leader's batcher).
+        self.collect: Callable[[Cosignature], None] | None = None
+
+    def sign(self, height: int) -> None:
+        """Block ``height`` was applied: sign it, tell the peers."""
+        self._last_activity = time.monotonic()
+        key = self._peers.key
+        try:
+            if self._store.trust.agency(self.agency).node_key != key.public_key:
+                return  # rotated to a key we do not hold (logged by Peers)
+        except KeyError:
+            return  # not (or no longer) an agency of this chain
+        sig = sign_checkpoint(self._store.checkpoint(height), self.agency, key)
+        own = Cosignature(height=height, agency=self.agency, signature=sig.signature)
+        self._keep(own)
+        self._peers.broadcast(cosig_frame((own,)))
+        if self._orphans:
+            early = [s for s in self._orphans if s.height <= height]
+            self._orphans = [s for s in self._orphans if s.height > height]
+            for item in early:
+                self.take(item)
+
+    def take(self, sig: Cosignature) -> None:
+        """A signature from a peer (its own, or relayed)."""
+        if sig.height > self._store.height:
+            if len(self._orphans) < MAX_ORPHANS:
+                self._orphans.append(sig)
+            return
+        self._keep(sig)
+
+    def _keep(self, sig: Cosignature) -> None:
+        try:
+            added = self._store.add_cosignatures(sig.height, [sig])
+        except (VerificationError, StorageError) as exc:
+            logger.debug(
+                "cosignature refused agency=%s from=%s height=%d: %s",
+                self.agency,
+                sig.agency,
+                sig.height,
+                exc,
+            )
+            return
+        if not added:
+            return
+        if self.collect is not None:
+            self.collect(sig)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def tick(self) -> None:
+        """Called every tick: repeat the tip's signatures while idle."""
+        now = time.monotonic()
+        if now - self._last_activity < REGOSSIP_S:
+            return
+        self._last_activity = now
+        height = self._store.height
+        if height == 0:
+            return
+        sigs = tuple(self._store.cosignatures(height)[:MAX_PER_FRAME])
+        if sigs:
+            self._peers.broadcast(cosig_frame(sigs))
+
+    async def wait_final(self, height: int, timeout_s: float) -> None:
+        """Wait until a final checkpoint covers ``height`` (ConsensusError
+        after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            final = self._store.latest_final()
+            if final is not None and final[0].height >= height:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConsensusError("no final checkpoint in time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)

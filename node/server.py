@@ -1,0 +1,561 @@
+"""One agency's node: drives the Raft core with asyncio and applies blocks.
+
+Theory of operation. A single task (``_run``) owns the Raft core. It wakes
+on a tick, an inbound frame, a new submission or a batch deadline, feeds the
+core, and then drains every ready value in the order the Ready contract
+demands:
+
+1. persist hard state, entries and snapshot (one synced LevelDB batch);
+2. only then send the messages;
+3. install a snapshot (catch up from peers, ``node.catchup``), then apply
+   committed entries: each batch becomes one block, written in one atomic
+   batch with its Raft index, so a restart replays nothing it applied;
+4. ``advance``.
+
+An acknowledgement (a resolved submission future) therefore means the batch
+was committed on a quorum and applied here, never earlier. Futures are keyed
+by the hash of the submission's bytes and resolved by whichever block holds
+it, so a submission proposed by a leader that then lost office is still
+acknowledged if the next leader commits it, and times out (503: it may or
+may not have committed) if nobody does.
+
+After applying a block the node signs its checkpoint and gossips the
+signature; finality is learned from the signatures each node holds
+(``node.cosign``). Membership follows the applied trust list: governance
+changes the list, the leader changes Raft (``node.membership``). Peers,
+their addresses and our own keys, including rotation, are ``node.peers``.
+Lagging or wiped followers catch up by snapshot (``node.catchup``).
+
+All of this runs on the event loop, which the web application shares: the
+core, the stores and the signing are synchronous and short, and the loop
+yields between rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final
+
+from consensus.durable import LevelDBStorage
+from consensus.messages import (
+    ConfState,
+    Entry,
+    EntryKind,
+    Message,
+    MessageType,
+    Role,
+    Snapshot,
+    SoftState,
+    decode_conf_change,
+)
+from consensus.raft import Raft, RaftConfig
+from ledger.block import Block, Cosignature
+from ledger.errors import (
+    ConsensusError,
+    CorruptStoreError,
+    EncodingError,
+    NotLeaderError,
+    RuleViolation,
+)
+from ledger.rules import BatchInput
+from ledger.store import LedgerStore
+from ledger.trust import TrustList
+from node.batcher import Batcher, Pending, submission_key
+from node.catchup import catch_up, snapshot_data
+from node.config import NodeConfig
+from node.cosign import Cosigner
+from node.frames import CosigFrame, LostFrame, decode_frame, lost_frame, raft_frame
+from node.intake import precheck
+from node.membership import initial_conf, reconcile, remove_lost
+from node.peers import Peers
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT_S: Final = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What an acknowledged submission gets back."""
+
+    block: Block
+    index: int  # position of the submission in the block
+
+    @property
+    def height(self) -> int:
+        return self.block.header.height
+
+
+class Node:
+    """The agency's node; ``api`` reads ``store`` and calls ``submit``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.agency = config.agency
+        genesis = TrustList.load(config.genesis)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.store = LedgerStore.open(config.data_dir / "ledger", genesis)
+        except CorruptStoreError as exc:
+            logger.error(
+                "refusing to start agency=%s: store corrupt at height=%s: %s",
+                self.agency,
+                exc.height,
+                exc,
+            )
+            raise
+        self.peers = Peers(config, self.store, self._on_frame)
+        self.cosigner = Cosigner(store=self.store, peers=self.peers)
+        self.cosigner.collect = self._collect_cosignature
+        self.raft_storage = LevelDBStorage(
+            config.data_dir / "raft", initial_conf([a.id for a in genesis.agencies])
+        )
+        self.raft = Raft(
+            RaftConfig(
+                id=self.agency,
+                election_tick=config.election_ticks,
+                heartbeat_tick=config.heartbeat_ticks,
+                applied=self.store.applied_index,
+            ),
+            self.raft_storage,
+            random.Random(secrets.randbits(64)),
+        )
+        self.batcher = Batcher(
+            max_submissions=config.batch_max_submissions,
+            max_entries=config.batch_max_entries,
+            max_wait_ms=config.batch_max_wait_ms,
+        )
+        self.soft = SoftState(role=Role.FOLLOWER, leader=None, term=0)
+        self._inbox: list[Message] = []
+        self._wake = asyncio.Event()
+        # Submissions waiting for their block, by submission_key.
+        self._waiters: dict[bytes, asyncio.Future[tuple[int, int]]] = {}
+        self._inflight: list[int] = []  # raft indexes of our proposals
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Members that told us (the leader) they lost their log: last index.
+        self._lost: dict[str, int] = {}
+        self._lost_sent = 0.0  # when we last told a leader we lost ours
+        self._last_snapshot = self.raft_storage.snapshot().index
+        self.on_block: list[Callable[[Block, float], None]] = []
+        self.on_soft_state: list[Callable[[SoftState], None]] = []
+        # Called once if the driver dies; the process should then exit.
+        self.on_fatal: list[Callable[[BaseException], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        snap = self.raft_storage.snapshot()
+        if snap.index > self.store.applied_index:
+            # A catch-up was cut short (a crash): finish it before Raft runs,
+            # which takes the snapshot as applied.
+            await self._install_snapshot(snap)
+        await self.peers.start()
+        self._task = asyncio.create_task(self._run(), name=f"raft-{self.agency}")
+        conf = self.raft.conf_state()
+        logger.info(
+            "node started agency=%s height=%d tree_size=%d applied=%d commit=%d "
+            "voters=%s learners=%s",
+            self.agency,
+            self.store.height,
+            self.store.tree_size,
+            self.store.applied_index,
+            self.raft.log.committed,
+            ",".join(conf.voters),
+            ",".join(conf.learners),
+        )
+
+    async def stop(self) -> None:
+        """Hand leadership over if we hold it, then close everything."""
+        await self._transfer_before_stop()
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.peers.stop()
+        shutdown = ConsensusError("node is shutting down")
+        self.batcher.fail_all(shutdown)
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(shutdown)
+        self.raft_storage.close()
+        self.store.close()
+        logger.info(
+            "node stopped agency=%s height=%d applied=%d",
+            self.agency,
+            self.store.height,
+            self.store.applied_index,
+        )
+
+    async def _transfer_before_stop(self) -> None:
+        task = self._task
+        if not self.is_leader or task is None or task.done():
+            return
+        voters = [v for v in self.raft.conf_state().voters if v != self.agency]
+        if not voters:
+            return
+        to = max(voters, key=lambda v: self.raft.prs[v].match)
+        try:
+            self.raft.transfer_leader(to)
+        except ConsensusError:
+            return
+        logger.info("leadership transfer agency=%s to=%s", self.agency, to)
+        self._wake.set()
+        deadline = time.monotonic() + self._election_s()
+        while self.is_leader and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(self.config.tick_ms / 1000)
+
+    def _election_s(self) -> float:
+        return self.config.election_ticks * self.config.tick_ms / 1000
+
+    # -- what the API asks ---------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.soft.role is Role.LEADER
+
+    @property
+    def commit_index(self) -> int:
+        return self.raft.log.committed
+
+    def leader_url(self) -> str | None:
+        leader = self.soft.leader
+        return None if leader is None else self.peers.api_url(leader)
+
+    def cluster_info(self) -> dict[str, object]:
+        conf = self.raft.conf_state()
+        members = [
+            {"id": m, "voter": m in conf.voters, "api_url": self.peers.api_url(m)}
+            for m in conf.voters + conf.learners
+        ]
+        return {
+            "agency": self.agency,
+            "role": self.soft.role.name.lower(),
+            "term": self.soft.term,
+            "leader": self.soft.leader,
+            "leader_url": self.leader_url(),
+            "commit_index": self.commit_index,
+            "applied_index": self.store.applied_index,
+            "height": self.store.height,
+            "tree_size": self.store.tree_size,
+            "trust_version": self.store.trust.version,
+            "members": members,
+        }
+
+    async def submit(self, raw: bytes, *, wait_final: bool = False) -> Accepted:
+        """Propose one signed submission and wait until its block is applied.
+
+        Raises NotLeaderError (not proposed: the API forwards), RuleViolation
+        (refused before proposal or when applied), or ConsensusError when it
+        was not committed in time (it may still commit).
+        """
+        if not self.is_leader:
+            raise NotLeaderError(self.soft.leader)
+        key = submission_key(raw)
+        if key in self._waiters:
+            raise RuleViolation("replay", "this submission is already pending")
+        entries = precheck(self.store.view(), raw, now_ms=_now_ms())
+        fut: asyncio.Future[tuple[int, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiters[key] = fut
+        self.batcher.add(Pending(raw, entries, _now_ms(), fut))
+        self._wake.set()
+        timeout_s = self.config.submit_timeout_ms / 1000
+        try:
+            height, index = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except TimeoutError as exc:
+            raise ConsensusError("not committed on a quorum in time") from exc
+        finally:
+            if self._waiters.get(key) is fut:
+                del self._waiters[key]
+        block = self.store.block(height)
+        outcome = block.outcomes[index]
+        if outcome.code != "ok":
+            raise RuleViolation(
+                outcome.code, "refused when applied", entry=outcome.entry
+            )
+        if wait_final:
+            await self.cosigner.wait_final(height, timeout_s)
+        return Accepted(block, index)
+
+    async def wait_final(self, height: int, timeout_s: float) -> None:
+        """Wait until a final checkpoint covers ``height``."""
+        await self.cosigner.wait_final(height, timeout_s)
+
+    # -- the driver ----------------------------------------------------------
+
+    def _on_frame(self, peer: str, frame: bytes) -> None:
+        item = decode_frame(frame)  # EncodingError drops the connection
+        if isinstance(item, LostFrame):
+            self._lost[peer] = item.last
+        elif isinstance(item, CosigFrame):
+            for sig in item.cosignatures:
+                self.cosigner.take(sig)
+        elif item.src != peer:
+            raise EncodingError(f"message from {peer} claims to be from {item.src}")
+        else:
+            self._inbox.append(item)
+            self._wake.set()
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            logger.critical(
+                "node driver stopped agency=%s: %s", self.agency, exc, exc_info=exc
+            )
+            for hook in self.on_fatal:
+                hook(exc)
+            raise
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick_s = self.config.tick_ms / 1000
+        next_tick = loop.time() + tick_s
+        while not self._stopping:
+            timeout = next_tick - loop.time()
+            deadline = self.batcher.deadline_ms()
+            if deadline is not None and self._can_propose():
+                timeout = min(timeout, (deadline - _now_ms()) / 1000)
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            else:
+                await asyncio.sleep(0)  # never starve the web application
+            self._wake.clear()
+            ticked = False
+            while loop.time() >= next_tick:
+                self.raft.tick()
+                next_tick += tick_s
+                ticked = True
+                if loop.time() - next_tick > 5 * tick_s:
+                    next_tick = loop.time() + tick_s  # fell behind: no burst
+            self._step_inbox()
+            if ticked:
+                self._on_tick()
+            self._maybe_propose()
+            await self._drain_ready()
+            await self.peers.settle()
+
+    def _can_propose(self) -> bool:
+        return self.is_leader and len(self._inflight) < self.batcher.max_inflight
+
+    def _step_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            if msg.type is MessageType.HEARTBEAT:
+                msg = self._clamp_heartbeat(msg)
+            try:
+                self.raft.step(msg)
+            except ConsensusError as exc:
+                logger.debug(
+                    "message refused agency=%s from=%s: %s", self.agency, msg.src, exc
+                )
+
+    def _clamp_heartbeat(self, msg: Message) -> Message:
+        """A heartbeat never commits past our log.
+
+        The leader sends ``min(match, commit)``, which is beyond our log
+        only if we lost it (the data directory was deleted): its ``match``
+        for us is from before, and Raft never lowers a match, so it would
+        wait forever for us to ask for entries it thinks we have. Clamped,
+        the core takes the heartbeat; and we tell the leader, whose node
+        then re-adds us as a learner (``membership.remove_lost``).
+        TODO(#4): the clamp belongs in the core (roles_follower), which
+        asserts instead.
+        """
+        last = self.raft.log.last_index()
+        if msg.commit <= last:
+            return msg
+        now = time.monotonic()
+        if now - self._lost_sent > self._election_s():
+            self._lost_sent = now
+            logger.info(
+                "leader thinks we hold more than our log agency=%s leader=%s "
+                "commit=%d last=%d (data lost?)",
+                self.agency,
+                msg.src,
+                msg.commit,
+                last,
+            )
+            self.peers.send(msg.src, lost_frame(last))
+        return replace(msg, commit=last)
+
+    def _on_tick(self) -> None:
+        self.cosigner.tick()
+        self.peers.leader_known(self.soft.leader is not None, self._election_s())
+        if not self.is_leader:
+            self._lost.clear()
+            return
+        if self._lost:
+            remove_lost(self.raft, self._lost)
+        reconcile(self.raft, [a.id for a in self.store.trust.agencies])
+
+    def _collect_cosignature(self, sig: Cosignature) -> None:
+        if self.is_leader:
+            self.batcher.add_cosignature(sig)
+
+    def _maybe_propose(self) -> None:
+        if not self.is_leader:
+            return
+        applied = self.store.applied_index
+        self._inflight = [i for i in self._inflight if i > applied]
+        while self.batcher.ready(_now_ms(), len(self._inflight)):
+            batch, taken = self.batcher.cut(_now_ms())
+            try:
+                index = self.raft.propose(batch.encode())
+            except ConsensusError as exc:
+                # Not proposed: safe to retry elsewhere (NotLeaderError
+                # makes the API forward to the leader).
+                for item in taken:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                if isinstance(exc, NotLeaderError):
+                    self.batcher.fail_all(exc)
+                return
+            self._inflight.append(index)
+
+    async def _drain_ready(self) -> None:
+        while self.raft.has_ready():
+            rd = self.raft.ready()
+            # (1) durable before anything that depends on it leaves the node.
+            self.raft_storage.save_ready(rd.hard_state, rd.entries, rd.snapshot)
+            # (2) only now send.
+            for msg in rd.messages:
+                self.peers.send(msg.dst, raft_frame(msg))
+            # (3) install, then apply.
+            if rd.snapshot is not None and rd.snapshot.index > 0:
+                await self._install_snapshot(rd.snapshot)
+            for entry in rd.committed_entries:
+                self._apply(entry)
+            self.raft.advance(rd)
+            self._soft_state(rd.soft_state)
+        self._maybe_snapshot()
+
+    def _soft_state(self, soft: SoftState) -> None:
+        if soft == self.soft:
+            return
+        was_leader = self.is_leader
+        self.soft = soft
+        logger.info(
+            "raft state agency=%s role=%s term=%d leader=%s",
+            self.agency,
+            soft.role.name.lower(),
+            soft.term,
+            soft.leader,
+        )
+        if was_leader and not self.is_leader:
+            # Queued submissions were never proposed: the API forwards them.
+            # Proposed ones keep waiting: the next leader may commit them.
+            self.batcher.fail_all(NotLeaderError(soft.leader))
+            self.batcher.cosignatures.clear()
+            self._inflight.clear()
+        for hook in self.on_soft_state:
+            hook(soft)
+
+    # -- applying ------------------------------------------------------------
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index <= self.store.applied_index:
+            return  # already in a block (replayed after a restart)
+        if entry.kind is not EntryKind.NORMAL:
+            self.store.mark_applied(entry.index)
+            if entry.kind is EntryKind.CONF_CHANGE:
+                self._conf_change_applied(entry)
+            return
+        started = time.perf_counter()
+        try:
+            batch = BatchInput.decode(entry.data)
+        except EncodingError:
+            # Every node decodes the same bytes the same way, so every node
+            # skips this entry: the chains stay identical.
+            logger.error(
+                "undecodable batch skipped agency=%s index=%d", self.agency, entry.index
+            )
+            self.store.mark_applied(entry.index)
+            return
+        trust = self.store.trust
+        block = self.store.apply(batch, raft_index=entry.index)
+        height = block.header.height
+        if self._waiters:
+            for i, raw in enumerate(block.submissions):
+                fut = self._waiters.get(submission_key(raw))
+                if fut is not None and not fut.done():
+                    fut.set_result((height, i))
+        for hook in self.on_block:
+            hook(block, time.perf_counter() - started)
+        if self.store.trust.version != trust.version:
+            self.peers.trust_changed(trust, self.store.trust)
+        self.cosigner.sign(height)
+
+    def _conf_change_applied(self, entry: Entry) -> None:
+        conf = self.raft.conf_state()
+        logger.info(
+            "membership change applied agency=%s index=%d change=%s:%s "
+            "voters=%s learners=%s",
+            self.agency,
+            entry.index,
+            decode_conf_change(entry.data).kind.name.lower(),
+            decode_conf_change(entry.data).node,
+            ",".join(conf.voters),
+            ",".join(conf.learners),
+        )
+
+    # -- snapshots -----------------------------------------------------------
+
+    def _maybe_snapshot(self) -> None:
+        applied = self.store.applied_index
+        if applied - self._last_snapshot < self.config.snapshot_interval:
+            return
+        conf = self._conf_at(applied)
+        if conf is None:
+            return
+        data = snapshot_data(self.store.height, self.store.last_hash)
+        self.raft_storage.create_snapshot(applied, conf, data)
+        keep = applied - self.config.snapshot_interval // 2
+        if keep >= self.raft_storage.first_index():
+            # Keep a tail so that a briefly lagging follower needs no snapshot.
+            self.raft_storage.compact(keep)
+        self._last_snapshot = applied
+        logger.info(
+            "raft snapshot agency=%s index=%d height=%d",
+            self.agency,
+            applied,
+            self.store.height,
+        )
+
+    def _conf_at(self, index: int) -> ConfState | None:
+        """The membership in force at ``index`` (None: no longer known)."""
+        found: ConfState | None = None
+        for at, conf in self.raft.conf_history:
+            if at > index:
+                break
+            found = conf
+        return found
+
+    async def _install_snapshot(self, snap: Snapshot) -> None:
+        if snap.index <= self.store.applied_index:
+            return
+        trust = self.store.trust
+        urls = [u for u in (self.leader_url(),) if u is not None]
+        urls += [u for u in self.peers.api_urls() if u not in urls]
+        await catch_up(self.store, snap, urls, timeout_s=CATCH_UP_TIMEOUT_S)
+        self._last_snapshot = max(self._last_snapshot, snap.index)
+        if self.store.trust.version != trust.version:
+            self.peers.trust_changed(trust, self.store.trust)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

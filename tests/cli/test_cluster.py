@@ -1,0 +1,156 @@
+"""``ledger cluster init``: the files, their modes, and that the node loads them."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.cluster import (
+    API_PORT_OFFSET,
+    ClusterExistsError,
+    ClusterLayout,
+    init_cluster,
+)
+from cli.main import app
+from ledger.entries import DOC_TYPES
+from ledger.errors import ConfigError
+from ledger.keys import SigningKey
+from ledger.trust import TrustList
+from node.config import load_config
+
+AGENCIES = ("police", "justice", "health")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    directory = tmp_path / "cluster"
+    result = CliRunner().invoke(
+        app,
+        [
+            "cluster",
+            "init",
+            "--dir",
+            str(directory),
+            "--agencies",
+            ",".join(AGENCIES),
+            "--base-port",
+            "7300",
+            "--origin",
+            "agency-ledger.example/test",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def test_writes_every_file_with_private_keys(cluster: Path) -> None:
+    assert (cluster / "genesis.json").is_file()
+    assert (cluster / "docker-compose.yml").is_file()
+    for agency in AGENCIES:
+        for name in ("node.toml", "compose.toml"):
+            assert (cluster / agency / name).is_file()
+        for name in ("node.key", "issuer.key", "admin.key"):
+            mode = stat.S_IMODE((cluster / agency / name).stat().st_mode)
+            assert mode == 0o600, (agency, name, oct(mode))
+            SigningKey.load(cluster / agency / name)
+
+
+def test_genesis_is_a_trust_list_with_the_keys_written(cluster: Path) -> None:
+    trust = TrustList.load(cluster / "genesis.json")
+    assert trust.origin == "agency-ledger.example/test"
+    assert trust.version == 1
+    assert [a.id for a in trust.agencies] == list(AGENCIES)
+    assert trust.quorum == 2
+    police = trust.agency("police")
+    assert police.names == {"vi": "Công an Thành phố", "en": "City Police Department"}
+    assert trust.agency("justice").names["en"] == "Department of Justice"
+    assert trust.agency("health").names["vi"] == "Sở Y tế"
+    for agency in AGENCIES:
+        info = trust.agency(agency)
+        base = cluster / agency
+        assert info.node_key == SigningKey.load(base / "node.key").public_key
+        assert info.issuer_keys == (SigningKey.load(base / "issuer.key").public_key,)
+        assert info.admin_keys == (SigningKey.load(base / "admin.key").public_key,)
+        assert info.doc_types == DOC_TYPES
+
+
+def test_node_toml_loads_with_ports_and_peers(cluster: Path) -> None:
+    for i, agency in enumerate(AGENCIES):
+        cfg = load_config(cluster / agency / "node.toml")
+        assert cfg.agency == agency
+        assert cfg.raft_port == 7300 + i
+        assert cfg.api_port == 7300 + API_PORT_OFFSET + i
+        assert cfg.public_url == f"http://127.0.0.1:{7400 + i}"
+        assert cfg.genesis == (cluster / "genesis.json").resolve()
+        assert cfg.node_key == (cluster / agency / "node.key").resolve()
+        assert cfg.data_dir == (cluster / agency / "data").resolve()
+        peers = {p.id: p for p in cfg.peers}
+        assert set(peers) == set(AGENCIES) - {agency}
+        for j, other in enumerate(AGENCIES):
+            if other != agency:
+                assert peers[other].raft_port == 7300 + j
+                assert peers[other].raft_host == "127.0.0.1"
+                assert peers[other].api_url == f"http://127.0.0.1:{7400 + j}"
+
+
+def test_compose_toml_reaches_peers_by_service_name(cluster: Path) -> None:
+    cfg = load_config(cluster / "justice" / "compose.toml")
+    assert (cfg.raft_host, cfg.api_host) == ("0.0.0.0", "0.0.0.0")
+    assert {p.id: p.raft_host for p in cfg.peers} == {
+        "police": "police",
+        "health": "health",
+    }
+    assert cfg.public_url == "http://127.0.0.1:7401"
+
+
+def test_refuses_to_overwrite_an_existing_cluster(cluster: Path) -> None:
+    before = (cluster / "police" / "node.key").read_bytes()
+    result = CliRunner().invoke(
+        app, ["cluster", "init", "--dir", str(cluster), "--agencies", "police"]
+    )
+    assert result.exit_code == 2
+    assert "refusing to overwrite" in result.output
+    assert (cluster / "police" / "node.key").read_bytes() == before
+
+
+def test_refuses_when_only_an_agency_folder_exists(tmp_path: Path) -> None:
+    (tmp_path / "police").mkdir()
+    with pytest.raises(ClusterExistsError):
+        init_cluster(tmp_path, ClusterLayout(agencies=("police", "justice")))
+    assert not (tmp_path / "genesis.json").exists()
+
+
+def test_other_ids_are_their_own_names(tmp_path: Path) -> None:
+    trust = init_cluster(tmp_path, ClusterLayout(agencies=("land-office", "tax")))
+    assert dict(trust.agency("tax").names) == {"vi": "tax", "en": "tax"}
+
+
+def test_public_host_goes_into_public_urls_only(tmp_path: Path) -> None:
+    layout = ClusterLayout(
+        agencies=AGENCIES, host="0.0.0.0", public_host="192.168.1.20"
+    )
+    init_cluster(tmp_path, layout)
+    cfg = load_config(tmp_path / "health" / "node.toml")
+    assert cfg.api_host == "0.0.0.0"
+    assert cfg.public_url == "http://192.168.1.20:7202"
+    assert {p.raft_host for p in cfg.peers} == {"127.0.0.1"}
+
+
+@pytest.mark.parametrize(
+    "agencies",
+    [(), ("police", "police"), ("Police",), ("x",), ("a" * 41,)],
+)
+def test_bad_agency_lists_are_refused(agencies: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError):
+        ClusterLayout(agencies=agencies)
+
+
+def test_bad_agency_on_the_command_line_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["cluster", "init", "--dir", str(tmp_path), "--agencies", "Bad_Id"]
+    )
+    assert result.exit_code == 2
+    assert not (tmp_path / "genesis.json").exists()

@@ -1,0 +1,349 @@
+"""The write, proof, audit and status commands end to end, over a fake node."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pyzbar import pyzbar
+from rich.console import Console
+from typer.testing import CliRunner
+
+import cli.common
+from cli import render
+from cli.client import LedgerClient
+from cli.main import app
+from tests.cli.chain import LocalChain
+from tests.cli.fakenode import NODE, FakeNode
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNode]:
+    chain = LocalChain.create(tmp_path / "store")
+    fake = FakeNode(chain)
+    transport = fake.transport()
+
+    def make_client(url: str, *, timeout: float, retries: int = 6) -> LedgerClient:
+        return LedgerClient(url, transport=transport, retries=retries)
+
+    monkeypatch.setattr(cli.common, "make_client", make_client)
+    # Wide consoles, so tables are not folded in the captured output.
+    monkeypatch.setattr(render, "out", Console(width=250, highlight=False))
+    monkeypatch.setattr(render, "err", Console(width=250, stderr=True))
+    for agency, keys in chain.keys.items():
+        (tmp_path / "cluster" / agency).mkdir(parents=True)
+        keys.issuer.save(tmp_path / "cluster" / agency / "issuer.key")
+    chain.trust.save(tmp_path / "cluster" / "genesis.json")
+    yield fake
+    chain.close()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), terminal_width=250)
+    return result.exit_code, result.output
+
+
+def key(tmp_path: Path, agency: str) -> str:
+    return str(tmp_path / "cluster" / agency / "issuer.key")
+
+
+def anchor(
+    tmp_path: Path, agency: str, *files: Path, doc_type: str
+) -> list[dict[str, str]]:
+    out = tmp_path / "receipts"
+    code, output = run(
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, agency),
+        "--type",
+        doc_type,
+        "--out",
+        str(out),
+        *map(str, files),
+    )
+    assert code == 0, output
+    return [json.loads((out / f"{f.stem}.receipt.json").read_text()) for f in files]
+
+
+def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a.pdf", "b.pdf"):
+        (docs / name).write_bytes(name.encode() * 10)
+    (docs / ".hidden").write_bytes(b"skip me")
+    receipts = anchor(
+        tmp_path, "police", docs / "a.pdf", docs / "b.pdf", doc_type="criminal_record"
+    )
+    for receipt, name in zip(receipts, ("a", "b"), strict=True):
+        assert set(receipt) == {
+            "doc_id",
+            "salt",
+            "file_sha256",
+            "file_name",
+            "doc_type",
+            "issuer",
+            "leaf_index",
+            "block_height",
+            "verify_url",
+        }
+        assert receipt["issuer"] == "police"
+        assert (
+            receipt["verify_url"] == f"{NODE}/v/{receipt['doc_id']}#{receipt['salt']}"
+        )
+        image = Image.open(tmp_path / "receipts" / f"{name}.qr.png")
+        assert [d.data.decode() for d in pyzbar.decode(image)] == [
+            receipt["verify_url"]
+        ]
+
+    # A folder: every file in it but hidden ones and our own outputs.
+    code, output = run(
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        "--type",
+        "criminal_record",
+        "--out",
+        str(docs),
+        str(docs),
+    )
+    assert code == 0, output
+    assert len(node.submissions) == 2
+    code, output = run(
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        "--type",
+        "criminal_record",
+        "--out",
+        str(docs),
+        str(docs),
+    )
+    assert code == 0
+    assert len(list(docs.glob("*.receipt.json"))) == 2  # receipts never anchored
+
+
+def test_anchor_refused_doc_type_exits_1(node: FakeNode, tmp_path: Path) -> None:
+    (tmp_path / "x.pdf").write_bytes(b"x")
+    code, output = run(
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        "--type",
+        "land_use",
+        str(tmp_path / "x.pdf"),
+    )
+    assert code == 1
+    assert "doc_type_not_granted" in output
+
+
+def test_agency_from_folder_or_option(node: FakeNode, tmp_path: Path) -> None:
+    (tmp_path / "x.pdf").write_bytes(b"x")
+    odd = tmp_path / "Keys_Folder"
+    odd.mkdir()
+    node.chain.keys["health"].issuer.save(odd / "issuer.key")
+    args = [
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        str(odd / "issuer.key"),
+        "--type",
+        "health_record",
+        "--out",
+        str(tmp_path / "o"),
+        str(tmp_path / "x.pdf"),
+    ]
+    code, output = run(*args)
+    assert code == 2 and "--agency" in output
+    code, output = run(*args, "--agency", "health")
+    assert code == 0, output
+
+
+def test_revoke_then_verify_online(node: FakeNode, tmp_path: Path) -> None:
+    doc = tmp_path / "cert.pdf"
+    doc.write_bytes(b"certificate")
+    (receipt,) = anchor(tmp_path, "police", doc, doc_type="criminal_record")
+    code, _ = run(
+        "revoke",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        receipt["doc_id"],
+        "--reason",
+        "bogus",
+    )
+    assert code == 2
+    code, output = run(
+        "revoke",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        receipt["doc_id"],
+        "--reason",
+        "holder_request",
+    )
+    assert code == 0, output
+    receipt_path = tmp_path / "receipts" / "cert.receipt.json"
+    code, output = run(
+        "verify",
+        "--node",
+        NODE,
+        "--trust",
+        str(tmp_path / "cluster" / "genesis.json"),
+        "--receipt",
+        str(receipt_path),
+        str(doc),
+        "--json",
+    )
+    assert code == 10, output
+    assert json.loads(output)["reason"] == "holder_request"
+    # Revoking twice is refused by the ledger's rules.
+    code, output = run(
+        "revoke",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        str(receipt_path),
+        "--reason",
+        "other",
+    )
+    assert code == 1 and "already_revoked" in output
+
+
+def test_supersede_with_a_file_and_with_a_receipt(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    old, new, newer = (tmp_path / f"{n}.pdf" for n in ("old", "new", "newer"))
+    for path in (old, new, newer):
+        path.write_bytes(path.name.encode())
+    (first,) = anchor(tmp_path, "justice", old, doc_type="birth_registration")
+    code, output = run(
+        "supersede",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "justice"),
+        first["doc_id"],
+        str(new),
+        "--type",
+        "birth_registration",
+        "--out",
+        str(tmp_path / "receipts"),
+    )
+    assert code == 0, output
+    second = json.loads((tmp_path / "receipts" / "new.receipt.json").read_text())
+    (third,) = anchor(tmp_path, "justice", newer, doc_type="birth_registration")
+    code, output = run(
+        "supersede",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "justice"),
+        second["doc_id"],
+        "--receipt",
+        str(tmp_path / "receipts" / "newer.receipt.json"),
+    )
+    assert code == 0, output
+    status = node.chain.store.status(bytes.fromhex(second["doc_id"]))
+    assert status is not None and status.superseded_by == bytes.fromhex(third["doc_id"])
+    code, output = run(
+        "supersede", "--node", NODE, "--key", key(tmp_path, "justice"), second["doc_id"]
+    )
+    assert code == 2
+
+
+def test_record_and_proof(node: FakeNode, tmp_path: Path) -> None:
+    content = tmp_path / "record.json"
+    content.write_text('{"owner": "x"}')
+    for version, expected in ((1, 0), (2, 0), (2, 1)):
+        code, output = run(
+            "record",
+            "--node",
+            NODE,
+            "--key",
+            key(tmp_path, "health"),
+            "--registry",
+            "vaccination",
+            "--record-id",
+            "patient-42",
+            "--version",
+            str(version),
+            str(content),
+        )
+        assert code == expected, output
+
+    doc = tmp_path / "cert.pdf"
+    doc.write_bytes(b"certificate")
+    (receipt,) = anchor(tmp_path, "health", doc, doc_type="health_record")
+    code, output = run("proof", "--node", NODE, receipt["doc_id"])
+    assert code == 0
+    bundle_path = tmp_path / "bundle.json"
+    bundle_path.write_text(output)
+    assert json.loads(output)["doc_id"] == receipt["doc_id"]
+    code, output = run(
+        "verify",
+        "--trust",
+        str(tmp_path / "cluster" / "genesis.json"),
+        "--bundle",
+        str(bundle_path),
+        "--receipt",
+        str(tmp_path / "receipts" / "cert.receipt.json"),
+        str(doc),
+    )
+    assert code == 0, output
+
+
+def test_audit_and_status_over_http(node: FakeNode, tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        path = tmp_path / f"d{i}.pdf"
+        path.write_bytes(b"doc %d" % i)
+        files.append(path)
+    receipts = anchor(tmp_path, "police", *files, doc_type="criminal_record")
+    run(
+        "revoke",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        receipts[0]["doc_id"],
+        "--reason",
+        "withdrawn",
+    )
+    keep = tmp_path / "kept.json"
+    genesis = str(tmp_path / "cluster" / "genesis.json")
+    code, output = run("audit", "--node", NODE, "--trust", genesis, "--keep", str(keep))
+    assert code == 0, output
+    assert "Audit passed" in output
+    kept = json.loads(keep.read_text())
+    assert kept["height"] >= 1
+    code, output = run(
+        "audit", "--node", NODE, "--keep", str(keep), "--json", "--documents", "1"
+    )
+    assert code == 0, output
+    body = json.loads(output[output.index("{") :])
+    assert body["result"] == "ok" and body["documents"] == 1
+    assert body["kept_height"] == kept["height"]
+
+    code, output = run("status", "--node", NODE)
+    assert code == 0, output
+    assert "police" in output and "leader" in output
+
+
+def test_audit_of_an_unreachable_node_exits_3(tmp_path: Path) -> None:
+    code, _ = run("audit", "--node", "http://127.0.0.1:9", "--timeout", "1")
+    assert code == 3

@@ -1,0 +1,112 @@
+"""``ledger demo``: the manifest, the choice of what to revoke, and one real run.
+
+The run starts three real node processes (``ledger node run``), so it is
+marked slow; it runs the demo twice to check that the second run reuses the
+cluster and the receipts instead of anchoring again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import socket
+from pathlib import Path
+
+import pytest
+
+from cli.cluster import API_PORT_OFFSET
+from cli.demo import (
+    DemoOptions,
+    Sample,
+    find_examples,
+    load_manifest,
+    run_demo,
+    to_revoke,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _sample(file: str, agency: str, supersedes: str | None = None) -> Sample:
+    return Sample(
+        file=file,
+        agency=agency,
+        doc_type="criminal_record",
+        title=file,
+        title_en=None,
+        issued_on=None,
+        valid_until=None,
+        supersedes=supersedes,
+        revoke=None,
+    )
+
+
+def test_manifest_of_the_examples() -> None:
+    samples = load_manifest(find_examples(None))
+    assert {s.agency for s in samples} == {"police", "justice", "health"}
+    assert sum(1 for s in samples if s.supersedes) == 1
+    for sample in samples:
+        assert (EXAMPLES / sample.file).is_file()
+
+
+def test_revokes_a_plain_document_of_an_agency_with_two() -> None:
+    samples = [
+        _sample("a", "police"),
+        _sample("b", "police"),
+        _sample("c", "justice"),
+        _sample("d", "justice", supersedes="c"),
+        _sample("e", "health"),
+    ]
+    victim = to_revoke(samples)
+    assert victim is not None and victim.file == "b"
+    assert to_revoke(samples[2:4]) is None
+    marked = dataclasses.replace(_sample("e", "health"), revoke="withdrawn")
+    assert to_revoke([*samples, marked]) == marked
+
+
+def _free_base_port() -> int:
+    for _ in range(50):
+        base = random.randrange(20_000, 40_000)
+        ports = [base + i for i in range(3)] + [
+            base + API_PORT_OFFSET + i for i in range(3)
+        ]
+        try:
+            for port in ports:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
+@pytest.mark.slow
+def test_demo_runs_twice_and_reuses_its_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = DemoOptions(
+        directory=tmp_path / "var",
+        agencies=("police", "justice", "health"),
+        base_port=_free_base_port(),
+        serve=False,
+    )
+    assert run_demo(opts) == 0
+    out = capsys.readouterr().out
+    samples = load_manifest(EXAMPLES)
+    assert out.count("anchored ") == len(samples)
+    assert "superseded birth-certificate-tran-minh-khoi.pdf" in out
+    assert "revoked criminal-record-1-tran-quoc-bao.pdf" in out
+    for status in ("valid", "revoked", "superseded"):
+        assert status in out
+    receipts = sorted((opts.directory / "receipts").glob("*.receipt.json"))
+    assert len(receipts) == len(samples)
+    first = {p.name: p.read_text() for p in receipts}
+    for name in opts.agencies:
+        assert (opts.directory / name / "node.log").is_file()
+
+    # A second run: the same cluster, the same documents, nothing anchored.
+    assert run_demo(opts) == 0
+    out = capsys.readouterr().out
+    assert "reusing the cluster" in out
+    assert "anchored " not in out and "revoked criminal" not in out
+    assert {p.name: p.read_text() for p in receipts} == first

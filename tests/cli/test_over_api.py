@@ -1,0 +1,159 @@
+"""The HTTP side of audit and verify, against the real web application.
+
+``api.app.create_app`` serves a local store through a stub node (no Raft),
+and ``LedgerClient`` reaches it through Starlette's test client, so the
+routes, their JSON and the client's parsing are the production ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.qr import qr_png, qr_url
+from cli.audit import AuditError, KeptCheckpoint, audit
+from cli.client import LedgerClient
+from cli.sources import ClientSource
+from cli.verifying import VerifyRequest, run_verify
+from ledger.store import LedgerStore
+from tests.cli.chain import Document, LocalChain
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+BASE = "http://testserver"
+
+
+class StubNode:
+    """What the read routes need of ``node.server.Node``."""
+
+    agency = "police"
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def leader_url(self) -> str | None:
+        return BASE
+
+    def cluster_info(self) -> dict[str, object]:
+        return {
+            "agency": self.agency,
+            "role": "leader",
+            "height": self.store.height,
+            "tree_size": self.store.tree_size,
+            "members": [{"id": self.agency, "voter": True, "api_url": BASE}],
+        }
+
+    async def submit(self, raw: bytes, *, wait_final: bool = False) -> object:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path,
+) -> Iterator[tuple[LocalChain, httpx.MockTransport, list[Document]]]:
+    from starlette.testclient import TestClient
+
+    chain = LocalChain.create(tmp_path / "store")
+    docs = chain.anchor("police", 4)
+    chain.cosign()
+    chain.revoke(docs[0])
+    docs.append(chain.supersede(docs[1]))
+    chain.finalize()
+    app = create_app(StubNode(chain.store), public_url=BASE)
+    with TestClient(app) as test_client:
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            answer = test_client.request(
+                request.method,
+                request.url.raw_path.decode(),
+                content=request.content,
+                headers=dict(request.headers),
+            )
+            return httpx.Response(
+                answer.status_code, headers=answer.headers, content=answer.content
+            )
+
+        yield chain, httpx.MockTransport(handler), docs
+    chain.close()
+
+
+def _client(transport: httpx.MockTransport) -> LedgerClient:
+    return LedgerClient(BASE, transport=transport, retries=0)
+
+
+def test_audit_over_http(served: tuple[LocalChain, httpx.MockTransport, Any]) -> None:
+    chain, transport, docs = served
+    with _client(transport) as client:
+        source = ClientSource(client)
+        genesis = source.genesis()
+        assert genesis == chain.trust
+        report = audit(source, chain.trust)
+    assert report.blocks == chain.store.height
+    assert report.entries == chain.store.tree_size
+    assert report.documents == len(docs)
+    assert report.final_note is not None
+
+
+def test_kept_checkpoint_over_http(
+    served: tuple[LocalChain, httpx.MockTransport, Any], tmp_path: Path
+) -> None:
+    chain, transport, _ = served
+    with _client(transport) as client:
+        first = audit(ClientSource(client), chain.trust)
+    assert first.final_note is not None
+    kept = KeptCheckpoint(chain_id=first.chain_id, note=first.final_note)
+    chain.anchor("police", 2)
+    chain.finalize()
+    with _client(transport) as client:
+        again = audit(ClientSource(client), chain.trust, keep=kept)
+    assert again.kept_height == kept.checkpoint.height
+    other = LocalChain.create(tmp_path / "other", seed=9)
+    try:
+        other.anchor("police")
+        other.finalize()
+        with _client(transport) as client, pytest.raises(AuditError):
+            audit(ClientSource(client), other.trust)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("index", "status"), [(0, "revoked"), (1, "superseded"), (2, "valid"), (4, "valid")]
+)
+def test_verify_online_with_a_qr_code(
+    served: tuple[LocalChain, httpx.MockTransport, list[Document]],
+    tmp_path: Path,
+    index: int,
+    status: str,
+) -> None:
+    chain, transport, docs = served
+    doc = docs[index]
+    image = tmp_path / "qr.png"
+    image.write_bytes(qr_png(qr_url(BASE, doc.doc_id, doc.salt)))
+    document = tmp_path / "doc.pdf"
+    document.write_bytes(doc.content)
+    req = VerifyRequest(qr=image, document=document)
+    outcome = run_verify(req, client_factory=lambda url: _client(transport))
+    assert outcome.status == status
+    assert outcome.trust_from_node
+
+
+def test_verify_online_unknown_document(
+    served: tuple[LocalChain, httpx.MockTransport, Any], tmp_path: Path
+) -> None:
+    _, transport, _ = served
+    image = tmp_path / "qr.png"
+    image.write_bytes(qr_png(qr_url(BASE, os.urandom(32), os.urandom(16))))
+    outcome = run_verify(
+        VerifyRequest(qr=image), client_factory=lambda url: _client(transport)
+    )
+    assert outcome.status == "not_found"
