@@ -94,10 +94,12 @@ def audit(
                 collect_docs=documents != 0,
                 leaves=LeafStream(source),
             )
-            for block in _served_blocks(source, tip):
-                replay.check_block(block, replay.store.height + 1)
-                if progress is not None:
-                    progress(report.blocks, report.entries)
+            for page in _served_pages(source, tip):
+                replay.read_ahead = page[-1].header.tree_size
+                for block in page:
+                    replay.check_block(block, replay.store.height + 1)
+                    if progress is not None:
+                        progress(report.blocks, report.entries)
             check_finals(replay, served_note, keep)
             sample_proofs(replay, proofs, random.Random(seed))
             check_documents(replay, documents, random.Random(seed))
@@ -113,8 +115,8 @@ def audit(
     return report
 
 
-def _served_blocks(source: AuditSource, tip: int) -> Iterator[Block]:
-    """Blocks 1..tip in pages; a short or empty page before the tip is a gap."""
+def _served_pages(source: AuditSource, tip: int) -> Iterator[list[Block]]:
+    """Blocks 1..tip in pages; an empty page before the tip is a gap."""
     height = 1
     while height <= tip:
         page = source.blocks(height, min(BLOCK_PAGE, tip - height + 1))
@@ -122,8 +124,7 @@ def _served_blocks(source: AuditSource, tip: int) -> Iterator[Block]:
             raise AuditError(
                 "tampered", f"missing: the source has no block {height}", height=height
             )
-        for block in page:
-            yield block
-            height = block.header.height + 1
-            if height > tip:
-                return
+        # A page may hold blocks beyond the tip the audit started from.
+        page = [b for b in page if b.header.height <= tip] or page[:1]
+        yield page
+        height = page[-1].header.height + 1

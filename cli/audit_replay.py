@@ -41,13 +41,22 @@ class LeafStream:
         self._start = 0  # index of _buffer[0]
 
     def take(self, start: int, end: int, *, limit: int) -> list[bytes]:
-        """Leaves ``[start, end)``; ``limit`` is the tree size they lie in."""
+        """Leaves ``[start, end)``. ``limit`` (at least ``end``) is how far
+        a page may read ahead: the tree size at the end of the page of
+        blocks being checked, so many small blocks share one request."""
         if start != self._start:
             self._buffer, self._start = [], start
         while len(self._buffer) < end - start:
             have = start + len(self._buffer)
-            stop = min(limit, have + LEAF_PAGE)
-            page = self._source.leaves(have, stop)
+            stop = min(max(limit, end), have + LEAF_PAGE)
+            try:
+                page = self._source.leaves(have, stop)
+            except LedgerError:
+                if stop <= end:
+                    raise
+                # The read-ahead bound comes from unverified headers; fall
+                # back to what this block needs and let its checks speak.
+                page = self._source.leaves(have, min(end, have + LEAF_PAGE))
             if not page:
                 break
             self._buffer.extend(page)
@@ -66,6 +75,9 @@ class Replay:
     report: AuditReport
     collect_docs: bool
     leaves: LeafStream
+    # How far leaves may be read ahead: the tree size at the end of the page
+    # of blocks being checked (set by the caller for each page).
+    read_ahead: int = 0
     doc_ids: list[bytes] = field(default_factory=list)
     signed: dict[int, set[str]] = field(default_factory=dict)
     trusts: dict[int, TrustList] = field(default_factory=dict)
@@ -172,7 +184,7 @@ class Replay:
     def compare_leaves(self, served: Block, mine: list[bytes]) -> None:
         header = served.header
         got = self.leaves.take(
-            header.first_leaf, header.tree_size, limit=header.tree_size
+            header.first_leaf, header.tree_size, limit=self.read_ahead
         )
         for offset, (theirs, ours) in enumerate(zip(got, mine, strict=False)):
             if theirs != ours:

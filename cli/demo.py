@@ -83,10 +83,6 @@ class Sample:
     supersedes: str | None
     revoke: str | None  # a reason, if the manifest asks for this one
 
-    @property
-    def stem(self) -> str:
-        return Path(self.file).stem
-
 
 @dataclass(slots=True)
 class NodeProcess:
@@ -271,7 +267,7 @@ class Issued:
 
 
 def _receipt_path(receipts: Path, sample: Sample) -> Path:
-    return receipts / f"{sample.stem}{RECEIPT_SUFFIX}"
+    return receipts / f"{sample.file}{RECEIPT_SUFFIX}"
 
 
 def _known(
@@ -308,7 +304,7 @@ def issue_samples(
             receipt = _known(client, receipts, sample)
             if receipt is None:
                 receipt = _anchor_sample(client, key, examples, sample, done, url)
-                write_receipt(receipt, receipts, sample.stem)
+                write_receipt(receipt, receipts, sample.file)
                 render.out.print(f"anchored {sample.file}")
         done[sample.file] = receipt
     victim = to_revoke(samples)
@@ -319,7 +315,7 @@ def issue_samples(
         receipt = done[sample.file]
         with LedgerClient(urls[sample.agency]) as client:
             status = str(client.document(receipt.doc_id).get("status", "?"))
-        qr = receipts / f"{sample.stem}.qr.png"
+        qr = receipts / f"{sample.file}.qr.png"
         issued.append(Issued(sample, receipt, qr, status))
     return issued
 

@@ -188,13 +188,13 @@ def collect_files(items: Sequence[Path]) -> list[Path]:
 
 
 def output_names(receipts: Sequence[AnchorReceipt]) -> list[str]:
-    """A distinct base name per receipt: the file's stem, else its full name."""
-    stems = [Path(r.file_name).stem or r.file_name for r in receipts]
+    """A distinct base name per receipt: the file's name (``cert.pdf`` gives
+    ``cert.pdf.receipt.json``), numbered when two files share a name."""
     names: list[str] = []
     seen: set[str] = set()
-    for receipt, stem in zip(receipts, stems, strict=True):
-        name = stem if stems.count(stem) == 1 else receipt.file_name
-        base, n = name, 2
+    for receipt in receipts:
+        base = receipt.file_name or receipt.doc_id.hex()
+        name, n = base, 2
         while name in seen:
             name, n = f"{base}-{n}", n + 1
         seen.add(name)

@@ -67,7 +67,7 @@ def anchor(
         *map(str, files),
     )
     assert code == 0, output
-    return [json.loads((out / f"{f.stem}.receipt.json").read_text()) for f in files]
+    return [json.loads((out / f"{f.name}.receipt.json").read_text()) for f in files]
 
 
 def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> 
     receipts = anchor(
         tmp_path, "police", docs / "a.pdf", docs / "b.pdf", doc_type="criminal_record"
     )
-    for receipt, name in zip(receipts, ("a", "b"), strict=True):
+    for receipt, name in zip(receipts, ("a.pdf", "b.pdf"), strict=True):
         assert set(receipt) == {
             "doc_id",
             "salt",
@@ -196,7 +196,7 @@ def test_revoke_then_verify_online(node: FakeNode, tmp_path: Path) -> None:
         "holder_request",
     )
     assert code == 0, output
-    receipt_path = tmp_path / "receipts" / "cert.receipt.json"
+    receipt_path = tmp_path / "receipts" / "cert.pdf.receipt.json"
     code, output = run(
         "verify",
         "--node",
@@ -245,7 +245,7 @@ def test_supersede_with_a_file_and_with_a_receipt(
         str(tmp_path / "receipts"),
     )
     assert code == 0, output
-    second = json.loads((tmp_path / "receipts" / "new.receipt.json").read_text())
+    second = json.loads((tmp_path / "receipts" / "new.pdf.receipt.json").read_text())
     (third,) = anchor(tmp_path, "justice", newer, doc_type="birth_registration")
     code, output = run(
         "supersede",
@@ -255,7 +255,7 @@ def test_supersede_with_a_file_and_with_a_receipt(
         key(tmp_path, "justice"),
         second["doc_id"],
         "--receipt",
-        str(tmp_path / "receipts" / "newer.receipt.json"),
+        str(tmp_path / "receipts" / "newer.pdf.receipt.json"),
     )
     assert code == 0, output
     status = node.chain.store.status(bytes.fromhex(second["doc_id"]))
@@ -301,7 +301,7 @@ def test_record_and_proof(node: FakeNode, tmp_path: Path) -> None:
         "--bundle",
         str(bundle_path),
         "--receipt",
-        str(tmp_path / "receipts" / "cert.receipt.json"),
+        str(tmp_path / "receipts" / "cert.pdf.receipt.json"),
         str(doc),
     )
     assert code == 0, output

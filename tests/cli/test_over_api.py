@@ -24,7 +24,8 @@ from cli.verifying import VerifyRequest, run_verify
 from ledger.store import LedgerStore
 from tests.cli.chain import Document, LocalChain
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# Starlette asks for httpx2 in its test client; httpx is what we ship.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 BASE = "http://testserver"
 
 
@@ -135,7 +136,7 @@ def test_verify_online_with_a_qr_code(
     index: int,
     status: str,
 ) -> None:
-    chain, transport, docs = served
+    _, transport, docs = served
     doc = docs[index]
     image = tmp_path / "qr.png"
     image.write_bytes(qr_png(qr_url(BASE, doc.doc_id, doc.salt)))
