@@ -94,8 +94,16 @@ async def submit(
         sub = decode_submission(raw)
     except EncodingError as exc:
         raise ProblemError("malformed", str(exc)) from exc
-    request.app.state.limiter.check(sub.agency)
     node = _node(request)
+    if not any(a.id == sub.agency for a in node.store.trust.agencies):
+        # Only agencies of the trust list get a rate bucket, so made-up names
+        # can neither grow the limiter's table nor spend a real agency's quota.
+        raise ProblemError(
+            "invalid-submission",
+            f"unknown agency {sub.agency!r}",
+            extra={"reason": "unknown_agency"},
+        )
+    request.app.state.limiter.check(sub.agency)
     started = time.perf_counter()
     try:
         accepted = await node.submit(raw, wait_final=wait == "final")

@@ -25,7 +25,8 @@ import msgpack
 from ledger.errors import EncodingError
 
 Value: TypeAlias = (
-    "None | bool | int | bytes | str | list[Value] | tuple[Value, ...] | dict[str, Value]"
+    "bool | int | bytes | str | list[Value] | tuple[Value, ...] | dict[str, Value]"
+    " | None"
 )
 
 # Large enough for a 10,000-entry submission; anything bigger is refused
@@ -125,18 +126,18 @@ def _check_field(field: Field, val: Value, what: str) -> None:
         raise EncodingError(
             f"{what}.{field.name}: expected {kind.__name__}, got {type(val).__name__}"
         )
-    if isinstance(val, int) and not isinstance(val, bool):
-        if not field.low <= val <= field.high:
-            raise EncodingError(f"{what}.{field.name}: {val} out of range")
+    number = val if isinstance(val, int) and not isinstance(val, bool) else None
+    if number is not None and not field.low <= number <= field.high:
+        raise EncodingError(f"{what}.{field.name}: {number} out of range")
     if isinstance(val, bytes) and field.size is not None and len(val) != field.size:
         raise EncodingError(
             f"{what}.{field.name}: expected {field.size} bytes, got {len(val)}"
         )
-    if isinstance(val, bytes | str | list | tuple | dict):
-        if field.max_len is not None and len(val) > field.max_len:
-            raise EncodingError(f"{what}.{field.name}: longer than {field.max_len}")
-        if isinstance(val, str) and field.max_len is None and len(val) > 4096:
-            raise EncodingError(f"{what}.{field.name}: string too long")
+    sized = val if isinstance(val, bytes | str | list | tuple | dict) else None
+    if sized is not None and field.max_len is not None and len(sized) > field.max_len:
+        raise EncodingError(f"{what}.{field.name}: longer than {field.max_len}")
+    if isinstance(val, str) and field.max_len is None and len(val) > 4096:
+        raise EncodingError(f"{what}.{field.name}: string too long")
 
 
 def check_record(value: Value, fields: Sequence[Field], what: str) -> dict[str, Value]:

@@ -93,7 +93,7 @@ class ConfigError(LedgerError):
     """A configuration or trust-list file is missing or wrong."""
 
 
-class RuleViolation(LedgerError):
+class RuleViolation(LedgerError):  # noqa: N818 - a verdict on input, not a fault
     """A submission breaks a ledger rule; ``code`` is its stable reason code."""
 
     def __init__(self, code: str, message: str, *, entry: int | None = None) -> None:

@@ -655,16 +655,11 @@ def test_follower_forwards_to_the_leader(cluster: Cluster, wait: str) -> None:
 
 # Types no request can trigger on a healthy cluster, and why.
 UNREACHABLE: Final = {
-    # The framework raises no plain 400 on these routes; our own 400s have
-    # types of their own (invalid-hex, invalid-range, malformed).
-    "bad-request": "no route answers a typeless 400",
-    # No route looks a leaf up by index alone: out of range is invalid-range.
-    "leaf-not-found": "no route raises it",
-    # A follower forwards a write instead of answering not-leader.
-    "not-leader": "followers forward",
-    # The node turns every timeout into ConsensusError (unavailable).
-    "timeout": "node timeouts answer unavailable",
-    "internal-error": "a bug",
+    "bad-request": "every 400 the routes answer has a type of its own",
+    "leaf-not-found": "no route raises it: a leaf out of range is invalid-range",
+    "not-leader": "a follower forwards writes to the leader instead",
+    "timeout": "the node reports its timeouts as unavailable",
+    "internal-error": "only a bug answers it",
 }
 
 
