@@ -25,8 +25,16 @@ AGENCIES = ("police", "justice", "health")
 ALL = (*AGENCIES, "land")
 
 
-def _trust(cluster: Cluster) -> TrustList:
-    return TrustList.from_json(cluster.get("police", "/v1/trust").json()["trust_list"])
+def _trust(cluster: Cluster, version: int) -> TrustList:
+    """The trust list of ``version``, once every running node has it."""
+    cluster.wait_until(
+        f"trust list version {version}",
+        lambda: all(
+            cluster.cluster_info(a)["trust_version"] >= version for a in cluster.procs
+        ),
+    )
+    body = cluster.get("police", "/v1/trust").json()
+    return TrustList.from_json(body["trust_list"])
 
 
 def _final_note(cluster: Cluster, agency: str, height: int) -> str:
@@ -69,7 +77,7 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
         raw = c.governance("add_agency", {"agency": land.to_value()}, version=2)
         resp = c.post_submission(c.wait_leader(AGENCIES), raw)
         assert resp.status_code == 200, resp.text
-        assert _trust(c).agency("land").node_key == land.node_key
+        assert _trust(c, 2).agency("land").node_key == land.node_key
 
         # (3): Raft follows: learner, caught up, then voter.
         c.wait_until("land to vote", lambda: _voter(c, "land"))
@@ -80,7 +88,7 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
 
         # (4): it anchors its own documents and cosigns final checkpoints.
         height = _write_final(c, "land", "land_use")
-        trust = _trust(c)
+        trust = _trust(c, 2)
         assert trust.quorum == 3
         for agency in ALL:
             verify_note(_final_note(c, agency, height), trust.note_verifiers(), 3)
@@ -102,7 +110,7 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
         params: dict[str, Value] = {"id": "health", "node_key": new.public_key}
         raw = c.governance("rotate_node_key", params, version=3)
         assert c.post_submission(c.wait_leader(), raw).status_code == 200
-        assert _trust(c).agency("health").node_key == new.public_key
+        assert _trust(c, 3).agency("health").node_key == new.public_key
 
         # (6): the new key signs later checkpoints...
         c.wait_leader(ALL)
@@ -118,5 +126,5 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
         body = parse_note(_final_note(c, "police", height)).text
         by_old = sign_note(body, "health", old)
         with pytest.raises(VerificationError):
-            verify_note(by_old, _trust(c).note_verifiers(), 1)
+            verify_note(by_old, _trust(c, 3).note_verifiers(), 1)
         c.wait_converged(ALL)
