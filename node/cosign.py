@@ -51,6 +51,11 @@ class Cosigner:
         self._last_activity = time.monotonic()
         # Called with every signature newly stored (the leader's batcher).
         self.collect: Callable[[Cosignature], None] | None = None
+        # While a block is being applied in a worker thread, signatures wait
+        # here: storing one would make the event loop wait for the store's
+        # writer lock. ``flush`` stores them once the block is in.
+        self.deferring = False
+        self._deferred: list[Cosignature] = []
 
     def sign(self, height: int) -> None:
         """Block ``height`` was applied: sign it, tell the peers."""
@@ -79,7 +84,17 @@ class Cosigner:
             return
         self._keep(sig)
 
+    def flush(self) -> None:
+        """Store the signatures deferred while a block was applied."""
+        deferred, self._deferred = self._deferred, []
+        for sig in deferred:
+            self.take(sig)
+
     def _keep(self, sig: Cosignature) -> None:
+        if self.deferring:
+            if len(self._deferred) < MAX_ORPHANS:
+                self._deferred.append(sig)
+            return
         try:
             added = self._store.add_cosignatures(sig.height, [sig])
         except (VerificationError, StorageError) as exc:

@@ -7,9 +7,10 @@ demands:
 
 1. persist hard state, entries and snapshot (one synced LevelDB batch);
 2. only then send the messages;
-3. install a snapshot (catch up from peers, ``node.catchup``), then apply
-   committed entries: each batch becomes one block, written in one atomic
-   batch with its Raft index, so a restart replays nothing it applied;
+3. install a snapshot (catch up from peers, ``node.catchup``), then hand
+   committed entries to the applier (``node.applier``), which turns each
+   batch into one block, written in one atomic batch with its Raft index,
+   so a restart replays nothing it applied;
 4. ``advance``.
 
 An acknowledgement (a resolved submission future) therefore means the batch
@@ -26,9 +27,10 @@ changes the list, the leader changes Raft (``node.membership``). Peers,
 their addresses and our own keys, including rotation, are ``node.peers``.
 Lagging or wiped followers catch up by snapshot (``node.catchup``).
 
-All of this runs on the event loop, which the web application shares: the
-core, the stores and the signing are synchronous and short, and the loop
-yields between rounds.
+All of this runs on the event loop, which the web application shares. The
+core, the Raft log and the signing are synchronous and short; only applying
+a block is long, so the applier runs ``LedgerStore.apply`` in a worker
+thread while the loop keeps ticking and heartbeating.
 """
 
 from __future__ import annotations
@@ -45,15 +47,11 @@ from typing import Final
 
 from consensus.durable import LevelDBStorage
 from consensus.messages import (
-    ConfState,
-    Entry,
-    EntryKind,
     Message,
     MessageType,
     Role,
     Snapshot,
     SoftState,
-    decode_conf_change,
 )
 from consensus.raft import Raft, RaftConfig
 from ledger.block import Block, Cosignature
@@ -64,11 +62,11 @@ from ledger.errors import (
     NotLeaderError,
     RuleViolation,
 )
-from ledger.rules import BatchInput
 from ledger.store import LedgerStore
 from ledger.trust import TrustList
+from node.applier import Applier
 from node.batcher import Batcher, Pending, submission_key
-from node.catchup import catch_up, snapshot_data
+from node.catchup import catch_up
 from node.config import NodeConfig
 from node.cosign import Cosigner
 from node.frames import CosigFrame, LostFrame, decode_frame, lost_frame, raft_frame
@@ -136,18 +134,19 @@ class Node:
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
         # Submissions waiting for their block, by submission_key.
-        self._waiters: dict[bytes, asyncio.Future[tuple[int, int]]] = {}
+        self.waiters: dict[bytes, asyncio.Future[tuple[int, int]]] = {}
         self._inflight: list[int] = []  # raft indexes of our proposals
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Members that told us (the leader) they lost their log: last index.
         self._lost: dict[str, int] = {}
         self._lost_sent = 0.0  # when we last told a leader we lost ours
-        self._last_snapshot = self.raft_storage.snapshot().index
+        self.applier = Applier(self)
         self.on_block: list[Callable[[Block, float], None]] = []
         self.on_soft_state: list[Callable[[SoftState], None]] = []
         # Called once if the driver dies; the process should then exit.
         self.on_fatal: list[Callable[[BaseException], None]] = []
+        self.applier.on_fatal.append(self._fatal)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -158,6 +157,7 @@ class Node:
             # which takes the snapshot as applied.
             await self._install_snapshot(snap)
         await self.peers.start()
+        self.applier.start()
         self._task = asyncio.create_task(self._run(), name=f"raft-{self.agency}")
         conf = self.raft.conf_state()
         logger.info(
@@ -181,10 +181,11 @@ class Node:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        await self.applier.stop()
         await self.peers.stop()
         shutdown = ConsensusError("node is shutting down")
         self.batcher.fail_all(shutdown)
-        for fut in self._waiters.values():
+        for fut in self.waiters.values():
             if not fut.done():
                 fut.set_exception(shutdown)
         self.raft_storage.close()
@@ -261,13 +262,13 @@ class Node:
         if not self.is_leader:
             raise NotLeaderError(self.soft.leader)
         key = submission_key(raw)
-        if key in self._waiters:
+        if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")
         entries = precheck(self.store.view(), raw, now_ms=_now_ms())
         fut: asyncio.Future[tuple[int, int]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._waiters[key] = fut
+        self.waiters[key] = fut
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))
         self._wake.set()
         timeout_s = self.config.submit_timeout_ms / 1000
@@ -276,8 +277,8 @@ class Node:
         except TimeoutError as exc:
             raise ConsensusError("not committed on a quorum in time") from exc
         finally:
-            if self._waiters.get(key) is fut:
-                del self._waiters[key]
+            if self.waiters.get(key) is fut:
+                del self.waiters[key]
         block = self.store.block(height)
         outcome = block.outcomes[index]
         if outcome.code != "ok":
@@ -316,9 +317,16 @@ class Node:
             logger.critical(
                 "node driver stopped agency=%s: %s", self.agency, exc, exc_info=exc
             )
-            for hook in self.on_fatal:
-                hook(exc)
+            self._fatal(exc)
             raise
+
+    def _fatal(self, exc: BaseException) -> None:
+        for hook in self.on_fatal:
+            hook(exc)
+
+    def wake(self) -> None:
+        """Run the driver loop soon (something it waits for happened)."""
+        self._wake.set()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -435,14 +443,12 @@ class Node:
             # (2) only now send.
             for msg in rd.messages:
                 self.peers.send(msg.dst, raft_frame(msg))
-            # (3) install, then apply.
+            # (3) install, then hand committed entries to the applier.
             if rd.snapshot is not None and rd.snapshot.index > 0:
                 await self._install_snapshot(rd.snapshot)
-            for entry in rd.committed_entries:
-                self._apply(entry)
+            self.applier.push(rd.committed_entries)
             self.raft.advance(rd)
             self._soft_state(rd.soft_state)
-        self._maybe_snapshot()
 
     def _soft_state(self, soft: SoftState) -> None:
         if soft == self.soft:
@@ -465,94 +471,17 @@ class Node:
         for hook in self.on_soft_state:
             hook(soft)
 
-    # -- applying ------------------------------------------------------------
-
-    def _apply(self, entry: Entry) -> None:
-        if entry.index <= self.store.applied_index:
-            return  # already in a block (replayed after a restart)
-        if entry.kind is not EntryKind.NORMAL:
-            self.store.mark_applied(entry.index)
-            if entry.kind is EntryKind.CONF_CHANGE:
-                self._conf_change_applied(entry)
-            return
-        started = time.perf_counter()
-        try:
-            batch = BatchInput.decode(entry.data)
-        except EncodingError:
-            # Every node decodes the same bytes the same way, so every node
-            # skips this entry: the chains stay identical.
-            logger.error(
-                "undecodable batch skipped agency=%s index=%d", self.agency, entry.index
-            )
-            self.store.mark_applied(entry.index)
-            return
-        trust = self.store.trust
-        block = self.store.apply(batch, raft_index=entry.index)
-        height = block.header.height
-        if self._waiters:
-            for i, raw in enumerate(block.submissions):
-                fut = self._waiters.get(submission_key(raw))
-                if fut is not None and not fut.done():
-                    fut.set_result((height, i))
-        for hook in self.on_block:
-            hook(block, time.perf_counter() - started)
-        if self.store.trust.version != trust.version:
-            self.peers.trust_changed(trust, self.store.trust)
-        self.cosigner.sign(height)
-
-    def _conf_change_applied(self, entry: Entry) -> None:
-        conf = self.raft.conf_state()
-        logger.info(
-            "membership change applied agency=%s index=%d change=%s:%s "
-            "voters=%s learners=%s",
-            self.agency,
-            entry.index,
-            decode_conf_change(entry.data).kind.name.lower(),
-            decode_conf_change(entry.data).node,
-            ",".join(conf.voters),
-            ",".join(conf.learners),
-        )
-
     # -- snapshots -----------------------------------------------------------
 
-    def _maybe_snapshot(self) -> None:
-        applied = self.store.applied_index
-        if applied - self._last_snapshot < self.config.snapshot_interval:
-            return
-        conf = self._conf_at(applied)
-        if conf is None:
-            return
-        data = snapshot_data(self.store.height, self.store.last_hash)
-        self.raft_storage.create_snapshot(applied, conf, data)
-        keep = applied - self.config.snapshot_interval // 2
-        if keep >= self.raft_storage.first_index():
-            # Keep a tail so that a briefly lagging follower needs no snapshot.
-            self.raft_storage.compact(keep)
-        self._last_snapshot = applied
-        logger.info(
-            "raft snapshot agency=%s index=%d height=%d",
-            self.agency,
-            applied,
-            self.store.height,
-        )
-
-    def _conf_at(self, index: int) -> ConfState | None:
-        """The membership in force at ``index`` (None: no longer known)."""
-        found: ConfState | None = None
-        for at, conf in self.raft.conf_history:
-            if at > index:
-                break
-            found = conf
-        return found
-
     async def _install_snapshot(self, snap: Snapshot) -> None:
+        await self.applier.drained()
         if snap.index <= self.store.applied_index:
             return
         trust = self.store.trust
         urls = [u for u in (self.leader_url(),) if u is not None]
         urls += [u for u in self.peers.api_urls() if u not in urls]
         await catch_up(self.store, snap, urls, timeout_s=CATCH_UP_TIMEOUT_S)
-        self._last_snapshot = max(self._last_snapshot, snap.index)
+        self.applier.snapshot_installed(snap.index)
         if self.store.trust.version != trust.version:
             self.peers.trust_changed(trust, self.store.trust)
 
