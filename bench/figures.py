@@ -53,7 +53,8 @@ class Figure:
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
             "name": self.name,
-            "value": self.value,
+            # Six significant digits: more would be noise, not precision.
+            "value": None if self.value is None else float(f"{self.value:.6g}"),
             "unit": self.unit,
             "goal": self.goal,
             "higher_is_better": self.higher_is_better,
@@ -170,6 +171,11 @@ def per_second(run: Callable[[], int], *, min_seconds: float) -> float:
 
 
 _STARTED = time.perf_counter()
+
+
+def since_start() -> float:
+    """Seconds since the run started (this module's import)."""
+    return time.perf_counter() - _STARTED
 
 
 def say(message: str) -> None:

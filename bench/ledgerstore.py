@@ -26,7 +26,7 @@ from typing import Final
 
 import plyvel
 
-from bench.figures import Figure, missing, timed
+from bench.figures import Figure, missing, since_start, timed
 from bench.fit import LogFit
 from bench.leaves import LeafMaker
 from bench.procs import dir_bytes, free_base_port
@@ -48,6 +48,8 @@ SAMPLE_SIZES: Final = (10_000, 100_000, 1_000_000, 10_000_000)
 SAMPLE_DOCS: Final = 40  # bundles and state proofs sized per sample size
 KEEP_DOCS: Final = 2_000  # random anchored doc ids kept for sampling
 BUNDLE_TARGET: Final = 10**9
+# Even a late start builds this long, so the store reaches 10^5 entries.
+MIN_BUILD_S: Final = 30.0
 
 
 @dataclass(slots=True)
@@ -99,7 +101,8 @@ def init_cluster(directory: Path, agencies: list[str]) -> None:
 
 
 def build(profile: Profile, tmp: Path) -> BuiltStore:
-    """Build the store up to ``profile.ledger_entries`` or the time bound."""
+    """Build the store up to ``profile.ledger_entries`` or the time bound:
+    ``ledger_seconds``, or less if the run would overshoot its total."""
     cluster = tmp / "store-cluster"
     init_cluster(cluster, [AGENCY])
     genesis = TrustList.load(cluster / "genesis.json")
@@ -122,7 +125,11 @@ def build(profile: Profile, tmp: Path) -> BuiltStore:
         build_seconds=0.0,
     )
     started = time.perf_counter()
-    deadline = started + profile.ledger_seconds
+    budget = profile.ledger_seconds
+    if profile.total_seconds is not None:
+        left = profile.total_seconds - profile.reserve_seconds - since_start()
+        budget = max(min(budget, left), MIN_BUILD_S)
+    deadline = started + budget
     try:
         while store.tree_size < profile.ledger_entries:
             if time.perf_counter() > deadline:
@@ -131,6 +138,9 @@ def build(profile: Profile, tmp: Path) -> BuiltStore:
             _one_block(store, built, maker, issuer, node_key, genesis.origin, rng)
             if store.tree_size in SAMPLE_SIZES:
                 _sample(store, built, genesis, rng)
+        if store.tree_size and store.tree_size not in SAMPLE_SIZES:
+            # Stopped between sample sizes: the size reached is a point too.
+            _sample(store, built, genesis, rng)
         built.tree_size = store.tree_size
         built.height = store.height
         built.last_hash = store.last_hash

@@ -86,7 +86,8 @@ class LoadResult:
         if not self.errors:
             return "no errors"
         counts = ", ".join(f"{k}: {v}" for k, v in self.errors.most_common(4))
-        return f"{sum(self.errors.values())} errors ({counts})"
+        first = self.samples[0][:160] if self.samples else ""
+        return f"{sum(self.errors.values())} errors ({counts}); first: {first}"
 
 
 async def run_load(
