@@ -29,18 +29,11 @@ before the caller commits. Invariant: reading ``_pending`` first and the kv
 second gives the stored tree whose root is ``_root``. Once the caller has
 committed every batch returned so far (in order) it calls
 ``mark_committed``; to drop uncommitted updates it opens a new ``StateMap``.
-
-Node cache. Rehashing a dense node costs 15 hashes, updating one path in it
-4. ``_cache`` maps a node's hash to its 15 inner binary hashes; since a hash
-determines the node's content an entry never goes stale, only unused. Keep
-one StateMap for the life of the store (``mark_committed`` after each block)
-so the cache survives from block to block.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias, TypeVar
 
@@ -67,7 +60,6 @@ from ledger.stateproof import (
 )
 
 __all__ = [
-    "DEFAULT_CACHE_NODES",
     "EMPTY",
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -91,8 +83,6 @@ __all__ = [
 # Storage keys; everything the state map owns starts with b"s".
 NODE_PREFIX: Final = b"sn"
 VALUE_PREFIX: Final = b"sv"
-# About 1.4 KB each: ~11 MB, twice the top three levels (4,369 nodes).
-DEFAULT_CACHE_NODES: Final = 8192
 
 _ZERO: Final = EMPTY_ROOT
 _sha256 = hashlib.sha256
@@ -105,8 +95,6 @@ _Slot: TypeAlias = "tuple[bytes, bytes | None] | None"
 _Heap: TypeAlias = "tuple[list[bytes], list[int]]"
 _Change: TypeAlias = "tuple[bytes, bytes | None]"
 _Writes: TypeAlias = "dict[bytes, bytes | None]"
-# A node cache entry: heap entries 1..15 (hashes, then sizes as bytes).
-_Inner: TypeAlias = "tuple[tuple[bytes, ...], bytes]"
 _V = TypeVar("_V")
 
 
@@ -139,18 +127,17 @@ def _encode_node(slots: Sequence[_Slot]) -> bytes:
     non-empty slot in order: an inner child as its hash, a leaf as its key
     then its leaf hash."""
     inner = leaves = 0
+    bit = 0x8000
     parts: list[bytes] = []
-    for i, slot in enumerate(slots):
-        if slot is None:
-            continue
-        digest, key = slot
-        if key is None:
-            inner |= 0x8000 >> i
-            parts.append(digest)
-        else:
-            leaves |= 0x8000 >> i
-            parts.append(key)
-            parts.append(digest)
+    for slot in slots:
+        if slot is not None:
+            if slot[1] is None:
+                inner |= bit
+                parts.append(slot[0])
+            else:
+                leaves |= bit
+                parts.append(slot[1] + slot[0])
+        bit >>= 1
     return ((inner << 16) | leaves).to_bytes(4, "big") + b"".join(parts)
 
 
@@ -181,30 +168,10 @@ def _decode_node(raw: bytes, nid: bytes) -> list[_Slot]:
 # empty subtree, 1 for a single leaf and 2 for two keys or more.
 
 
-def _slot_entry(slot: _Slot) -> tuple[bytes, int]:
-    if slot is None:
-        return _ZERO, 0
-    return slot[0], 2 if slot[1] is None else 1
-
-
-def _combine(hashes: list[bytes], sizes: list[int], i: int) -> None:
-    """Recompute entry ``i`` from its children with the leaf shortcut: a
-    single leaf or nothing next to an empty half moves up unchanged."""
-    left = i + i
-    lsize, rsize = sizes[left], sizes[left + 1]
-    if lsize + rsize > 1:
-        hashes[i] = _sha256(STATE_NODE + hashes[left] + hashes[left + 1]).digest()
-        sizes[i] = 2
-    elif lsize:
-        hashes[i], sizes[i] = hashes[left], 1
-    else:
-        hashes[i], sizes[i] = hashes[left + 1], rsize
-
-
 def _full_heap(slots: Sequence[_Slot]) -> _Heap:
     hashes = [_ZERO] * 16 + [_ZERO if s is None else s[0] for s in slots]
     sizes = [0] * 16 + [0 if s is None else 2 if s[1] is None else 1 for s in slots]
-    # _combine inlined: this loop is the hottest in update().
+    # The loop is the hottest in update(), hence the local names.
     sha, node = _sha256, STATE_NODE
     for i in range(15, 0, -1):
         left = i + i
@@ -219,31 +186,6 @@ def _full_heap(slots: Sequence[_Slot]) -> _Heap:
     return hashes, sizes
 
 
-def _refresh(heap: _Heap, slots: Sequence[_Slot], changed: list[int]) -> None:
-    """Bring ``heap`` up to date after the slots in ``changed`` changed;
-    entries off their paths to the top are still valid."""
-    hashes, sizes = heap
-    for j in changed:
-        hashes[16 + j], sizes[16 + j] = _slot_entry(slots[j])
-    dirty = {(16 + j) >> 1 for j in changed}
-    while dirty:
-        for i in dirty:
-            _combine(hashes, sizes, i)
-        dirty = {i >> 1 for i in dirty if i > 1}
-
-
-def _expand(entry: _Inner, slots: Sequence[_Slot]) -> _Heap:
-    """A heap from a cache entry (inner entries) and the node's slots."""
-    inner, inner_sizes = entry
-    hashes = [_ZERO, *inner, *[_ZERO if s is None else s[0] for s in slots]]
-    sizes = [
-        0,
-        *inner_sizes,
-        *[0 if s is None else 2 if s[1] is None else 1 for s in slots],
-    ]
-    return hashes, sizes
-
-
 # --- applying a batch -----------------------------------------------------
 
 
@@ -251,11 +193,19 @@ def _groups(
     items: list[tuple[bytes, _V]], depth: int
 ) -> Iterator[tuple[int, list[tuple[bytes, _V]]]]:
     """Split ``items`` (sorted by key, the key first) by nibble ``depth``."""
+    if len(items) == 1:  # most calls, deep in the tree
+        yield _nibble(items[0][0], depth), items
+        return
+    at = depth >> 1
+    if depth & 1:
+        nibs = [item[0][at] & 0x0F for item in items]
+    else:
+        nibs = [item[0][at] >> 4 for item in items]
     start, count = 0, len(items)
     while start < count:
-        nib = _nibble(items[start][0], depth)
+        nib = nibs[start]
         end = start + 1
-        while end < count and _nibble(items[end][0], depth) == nib:
+        while end < count and nibs[end] == nib:
             end += 1
         yield nib, items[start:end]
         start = end
@@ -300,25 +250,20 @@ class StateMap:
     Precondition: the kv holds the tree committed at ``root``; a
     CorruptStoreError is raised if its root node disagrees. ``update`` and
     ``prove`` cost O(log n) reads, ``get`` one. Keys are exactly 32 bytes
-    (ValueError otherwise). ``cache_nodes`` bounds the node cache (0: none).
+    (ValueError otherwise).
     """
 
-    __slots__ = ("_cache", "_cache_nodes", "_kv", "_pending", "_root")
+    __slots__ = ("_kv", "_pending", "_root")
 
-    def __init__(
-        self, kv: KVReader, root: bytes, *, cache_nodes: int = DEFAULT_CACHE_NODES
-    ) -> None:
+    def __init__(self, kv: KVReader, root: bytes) -> None:
         check_root(root)
         self._kv = kv
         # Writes returned by update() and not yet marked committed.
         self._pending: _Writes = {}
-        # Node hash -> its inner heap entries; at most _cache_nodes entries.
-        self._cache: OrderedDict[bytes, _Inner] = OrderedDict()
-        self._cache_nodes = cache_nodes
         self._root = root
         stored = _ZERO
         if self._read(_ROOT_ID) is not None:
-            stored = self._heap(root, self._load(_ROOT_ID))[0][1]
+            stored = _full_heap(self._load(_ROOT_ID))[0][1]
         if stored != root:
             raise CorruptStoreError(
                 f"state root {root.hex()} does not match the stored nodes "
@@ -358,17 +303,14 @@ class StateMap:
         if self._root == _ZERO:
             return StateProof(kind=EMPTY, bitmap=b"", siblings=())
         path: list[bytes] = []
-        depth, node, nid = 0, self._root, _ROOT_ID
+        depth = 0
         while True:
-            slots = self._load(nid)
+            slots = self._load(_node_id(depth, key))
             nib = _nibble(key, depth)
-            end = _walk(self._heap(node, slots), slots, nib, path, depth == 0)
+            end = _walk(_full_heap(slots), slots, nib, path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
-            child = slots[nib]
-            assert child is not None  # _walk goes on only into inner children
             depth += 1
-            node, nid = child[0], _node_id(depth, key)
 
     # -- reading -----------------------------------------------------------
 
@@ -384,39 +326,6 @@ class StateMap:
             raise CorruptStoreError(f"state node {nid.hex()} is missing")
         return _decode_node(raw, nid)
 
-    def _heap(self, node: bytes, slots: list[_Slot]) -> _Heap:
-        """The heap of the node with hash ``node`` and these slots."""
-        entry = self._cache.get(node)
-        if entry is not None:
-            return _expand(entry, slots)
-        heap = _full_heap(slots)
-        self._remember(heap)
-        return heap
-
-    def _remember(self, heap: _Heap) -> None:
-        if self._cache_nodes <= 0:
-            return
-        hashes, sizes = heap
-        self._cache[hashes[1]] = (tuple(hashes[1:16]), bytes(sizes[1:16]))
-        if len(self._cache) > self._cache_nodes:
-            # NB: OrderedDict, as next(iter(dict)) after many deletions
-            # walks the dead slots at the front of a plain dict.
-            self._cache.popitem(last=False)
-
-    def _rehash(
-        self, old: bytes | None, slots: list[_Slot], changed: list[int]
-    ) -> bytes:
-        """The new hash of a node whose hash was ``old`` (None: a new node)
-        and whose slots in ``changed`` changed."""
-        entry = self._cache.pop(old, None) if old is not None else None
-        if entry is None:
-            heap = _full_heap(slots)
-        else:
-            heap = _expand(entry, slots)
-            _refresh(heap, slots, changed)
-        self._remember(heap)
-        return heap[0][1]
-
     # -- updating ----------------------------------------------------------
 
     def _update_root(self, changes: list[_Change], writes: _Writes) -> bytes:
@@ -431,10 +340,9 @@ class StateMap:
             return self._root
         if all(slot is None for slot in slots):
             writes[_ROOT_ID] = None
-            self._cache.pop(self._root, None)
             return _ZERO
         writes[_ROOT_ID] = _encode_node(slots)
-        return self._rehash(self._root if raw is not None else None, slots, changed)
+        return _full_heap(slots)[0][1]
 
     def _apply_node(
         self, depth: int, slots: list[_Slot], changes: list[_Change], writes: _Writes
@@ -470,10 +378,9 @@ class StateMap:
         # node goes, and a lone leaf moves up into the parent's slot.
         if not present or (len(present) == 1 and present[0][1] is not None):
             writes[nid] = None
-            self._cache.pop(slot[0], None)
             return present[0] if present else None
         writes[nid] = _encode_node(slots)
-        return (self._rehash(slot[0], slots, changed), None)
+        return (_full_heap(slots)[0][1], None)
 
     def _build(
         self, depth: int, leaves: list[tuple[bytes, bytes]], writes: _Writes
@@ -489,7 +396,7 @@ class StateMap:
         for nib, group in _groups(leaves, depth):
             slots[nib] = self._build(depth + 1, group, writes)
         writes[_node_id(depth, leaves[0][0])] = _encode_node(slots)
-        return (self._rehash(None, slots, []), None)
+        return (_full_heap(slots)[0][1], None)
 
     # -- proving -----------------------------------------------------------
 

@@ -138,13 +138,13 @@ def test_keys_differing_only_in_the_last_bit_sit_at_depth_256() -> None:
 
 
 @FAST
-@given(data=st.data(), cache=st.sampled_from([0, 3, 16384]))
+@given(data=st.data())
 def test_random_batches_agree_with_a_dict_model(
-    data: st.DataObject, cache: int
+    data: st.DataObject,
 ) -> None:
     pool = data.draw(st.lists(keys, min_size=1, max_size=24, unique=True))
     kv: dict[bytes, bytes] = {}
-    smap = StateMap(kv, EMPTY_ROOT, cache_nodes=cache)
+    smap = StateMap(kv, EMPTY_ROOT)
     model: dict[bytes, bytes] = {}
     unsaved: list[Writes] = []
     for _ in range(data.draw(st.integers(1, 6))):
@@ -165,7 +165,7 @@ def test_random_batches_agree_with_a_dict_model(
             unsaved.clear()
             smap.mark_committed()
         if mode == "reopen":
-            smap = StateMap(kv, root, cache_nodes=cache)
+            smap = StateMap(kv, root)
     for key in pool:
         assert smap.get(key) == model.get(key)
         verify_state(smap.root, key, model.get(key), smap.prove(key))
@@ -209,7 +209,7 @@ def test_reopening_at_the_root_gives_the_same_answers(
     model: dict[bytes, bytes], probes: list[bytes]
 ) -> None:
     kv, smap = build(model)
-    again = StateMap(dict(kv), smap.root, cache_nodes=0)
+    again = StateMap(dict(kv), smap.root)
     for key in [*model, *probes]:
         assert again.get(key) == smap.get(key) == model.get(key)
         assert again.prove(key) == smap.prove(key)
