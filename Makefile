@@ -10,7 +10,7 @@ DEBIAN_BENCH_PACKAGES := etcd-server etcd-client
 SEEDS ?= 1000
 START ?= 0
 
-.PHONY: run test lint sim bench bench-full soak debian-test debian-bench clean
+.PHONY: run test lint sim bench bench-full debian-test debian-bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,11 @@ sim: $(STAMP)
 
 bench: $(STAMP) debian-bench
 	$(PY) -m bench
+	$(PY) -m bench.readme
 
 bench-full: $(STAMP) debian-bench
 	$(PY) -m bench --full
+	$(PY) -m bench.readme
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
