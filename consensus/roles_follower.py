@@ -73,7 +73,10 @@ def handle_append(r: Raft, m: Message) -> None:
 
 def handle_heartbeat(r: Raft, m: Message) -> None:
     # The leader sends min(match, commit): entries up to there are verified.
-    r.log.commit_to(m.commit)
+    # A commit beyond our last entry means the leader's match for us is from
+    # a log we no longer hold (our data was lost): never commit what we do
+    # not have; the driver notices and tells the leader.
+    r.log.commit_to(min(m.commit, r.log.last_index()))
     r.prune_conf()
     r.send(Message(MT.HEARTBEAT_RESP, r.id, m.src, r.term, context=m.context))
 

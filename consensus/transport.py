@@ -285,6 +285,9 @@ class PeerTransport:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+        # Aborted transports release their sockets on the next loop turn;
+        # take it, so a caller may close the loop as soon as we return.
+        await asyncio.sleep(0)
         logger.info("transport stopped node=%s", self.node_id)
 
     # -- sending -------------------------------------------------------------
@@ -417,10 +420,11 @@ class PeerTransport:
         self, link: _Link
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
         host, port = link.address
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=self._client_ctx, server_hostname=link.peer_id
-        )
+        reader, writer = await asyncio.open_connection(host, port)
         try:
+            # TLS on a connection we already hold, so that a dial cancelled
+            # mid-handshake is aborted here rather than left half-closed.
+            await writer.start_tls(self._client_ctx, server_hostname=link.peer_id)
             keys = self._peer_keys()
             check_peer(_ssl_object(writer), link.peer_id, keys)
             write_frame(writer, encode_hello(self.node_id))

@@ -42,7 +42,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from consensus.durable import LevelDBStorage
@@ -364,7 +364,7 @@ class Node:
         inbox, self._inbox = self._inbox, []
         for msg in inbox:
             if msg.type is MessageType.HEARTBEAT:
-                msg = self._clamp_heartbeat(msg)
+                self._check_heartbeat(msg)
             try:
                 self.raft.step(msg)
             except ConsensusError as exc:
@@ -372,21 +372,19 @@ class Node:
                     "message refused agency=%s from=%s: %s", self.agency, msg.src, exc
                 )
 
-    def _clamp_heartbeat(self, msg: Message) -> Message:
-        """A heartbeat never commits past our log.
+    def _check_heartbeat(self, msg: Message) -> None:
+        """Tell the leader when it believes we hold more than our log.
 
-        The leader sends ``min(match, commit)``, which is beyond our log
-        only if we lost it (the data directory was deleted): its ``match``
-        for us is from before, and Raft never lowers a match, so it would
-        wait forever for us to ask for entries it thinks we have. Clamped,
-        the core takes the heartbeat; and we tell the leader, whose node
-        then re-adds us as a learner (``membership.remove_lost``).
-        TODO(#4): the clamp belongs in the core (roles_follower), which
-        asserts instead.
+        The leader sends ``min(match, commit)``, which is beyond our log only
+        if we lost it (the data directory was deleted): its ``match`` for us
+        is from before, and Raft never lowers a match, so it would wait
+        forever for us to ask for entries it thinks we have. The core commits
+        no further than our log; we tell the leader, whose node then re-adds
+        us as a learner (``membership.remove_lost``).
         """
         last = self.raft.log.last_index()
         if msg.commit <= last:
-            return msg
+            return
         now = time.monotonic()
         if now - self._lost_sent > self._election_s():
             self._lost_sent = now
@@ -399,7 +397,6 @@ class Node:
                 last,
             )
             self.peers.send(msg.src, lost_frame(last))
-        return replace(msg, commit=last)
 
     def _on_tick(self) -> None:
         self.cosigner.tick()
