@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 def run_node(config_path: Path) -> None:
     """Serve until SIGTERM or SIGINT. Raises ConfigError/StorageError at start."""
     config = load_config(config_path)
+    # NB: the standard loop, not uvloop: the peer transport upgrades
+    # connections with start_tls, whose handshakes stalled under uvloop.
     asyncio.run(serve(config))
 
 

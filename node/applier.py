@@ -145,8 +145,8 @@ class Applier:
         store = node.store
         applied = store.applied_index
         interval = node.config.snapshot_interval
-        if applied - self._last_snapshot < interval:
-            return
+        if applied - self._last_snapshot < interval or node.raft_io_busy:
+            return  # (busy: the Raft log is being written; next apply retries)
         conf = self._conf_at(applied)
         if conf is None:
             return

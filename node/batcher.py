@@ -1,10 +1,11 @@
 """The leader's batcher: submissions waiting to be proposed as one Raft entry.
 
-A batch is cut when it holds ``max_submissions`` submissions or
-``max_entries`` entries, or when its oldest submission has waited
-``max_wait_ms``, whichever comes first. Under load, the driver also holds
-back while ``max_inflight`` batches are proposed but not yet applied, so
-batches grow with the load instead of the number of Raft entries.
+A batch is cut at once when no batch is in flight; otherwise when it holds
+``max_submissions`` submissions or ``max_entries`` entries, or when its
+oldest submission has waited ``max_wait_ms``, whichever comes first. Under
+load, the driver also holds back while ``max_inflight`` batches are
+proposed but not yet applied, so batches grow with the load instead of the
+number of Raft entries.
 
 The batcher keeps no clock: the driver passes the time in.
 """
@@ -61,6 +62,10 @@ class Batcher:
     def ready(self, now_ms: int, inflight: int) -> bool:
         if not self.queue or inflight >= self.max_inflight:
             return False
+        if inflight == 0:
+            # Nothing on its way to a quorum: waiting would only add latency.
+            # Under load batches grow anyway while earlier ones are in flight.
+            return True
         if len(self.queue) >= self.max_submissions:
             return True
         if self.queued_entries >= self.max_entries:

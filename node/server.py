@@ -141,6 +141,8 @@ class Node:
         # Members that told us (the leader) they lost their log: last index.
         self._lost: dict[str, int] = {}
         self._lost_sent = 0.0  # when we last told a leader we lost ours
+        # The synced Raft log write running in a worker thread, if any.
+        self._raft_io: asyncio.Future[None] | None = None
         self.applier = Applier(self)
         self.on_block: list[Callable[[Block, float], None]] = []
         self.on_soft_state: list[Callable[[SoftState], None]] = []
@@ -181,6 +183,8 @@ class Node:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._raft_io is not None:
+            await asyncio.gather(self._raft_io, return_exceptions=True)
         await self.applier.stop()
         await self.peers.stop()
         shutdown = ConsensusError("node is shutting down")
@@ -324,6 +328,11 @@ class Node:
         for hook in self.on_fatal:
             hook(exc)
 
+    @property
+    def raft_io_busy(self) -> bool:
+        """A Raft log write is running: nothing else may touch that storage."""
+        return self._raft_io is not None and not self._raft_io.done()
+
     def wake(self) -> None:
         """Run the driver loop soon (something it waits for happened)."""
         self._wake.set()
@@ -436,7 +445,21 @@ class Node:
         while self.raft.has_ready():
             rd = self.raft.ready()
             # (1) durable before anything that depends on it leaves the node.
-            self.raft_storage.save_ready(rd.hard_state, rd.entries, rd.snapshot)
+            # The synced write runs in a thread so the web application goes
+            # on meanwhile; this loop waits for it, so nothing is sent early,
+            # and what arrives meanwhile is batched into the next ready.
+            if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+                self._raft_io = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        self.raft_storage.save_ready,
+                        rd.hard_state,
+                        rd.entries,
+                        rd.snapshot,
+                    )
+                )
+                # Shielded: cancelling the loop must not abandon a write that
+                # ``stop`` then closes the store under.
+                await asyncio.shield(self._raft_io)
             # (2) only now send.
             for msg in rd.messages:
                 self.peers.send(msg.dst, raft_frame(msg))
