@@ -6,8 +6,11 @@ does not depend on how the node drives Raft.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Final, Protocol
+
+from fastapi import Response
 
 from api.problems import ProblemError
 from ledger.block import Block
@@ -30,6 +33,19 @@ class NodeLike(Protocol):
     def cluster_info(self) -> dict[str, object]: ...
 
     async def submit(self, raw: bytes, *, wait_final: bool = False) -> object: ...
+
+
+def json_response(body: object) -> Response:
+    """A JSON answer written straight from plain values.
+
+    Routes hand over dicts of str, int, None and lists only, so the generic
+    encoder FastAPI applies to returned values (which walks every value) is
+    pure cost on the busiest reads (bundles, proofs).
+    """
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        media_type="application/json",
+    )
 
 
 def parse_doc_id(value: str) -> bytes:

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import NodeLike, parse_doc_id
+from api.deps import NodeLike, json_response, parse_doc_id
 from api.i18n import normalize_lang
 from api.problems import ProblemError
 from api.qr import qr_png, qr_svg, qr_url
@@ -37,7 +37,7 @@ def _now_ms() -> int:
 
 
 @router.get("/v1/documents/{doc_id}", tags=["documents"])
-def document(request: Request, doc_id: str) -> dict[str, object]:
+def document(request: Request, doc_id: str) -> Response:
     """The current status of a document and every change to it."""
     key = parse_doc_id(doc_id)
     store = _node(request).store
@@ -58,28 +58,32 @@ def document(request: Request, doc_id: str) -> dict[str, object]:
         }
         for leaf, height in store.history(key)
     ]
-    return {
-        "doc_id": doc_id,
-        "status": status,
-        "issuer": rec.issuer,
-        "doc_type": rec.doc_type,
-        "issued_at": rec.issued_at,
-        "valid_from": rec.valid_from,
-        "valid_until": rec.valid_until,
-        "revoked_at": rec.revoked_at,
-        "reason": rec.reason,
-        "superseded_by": None if rec.superseded_by is None else rec.superseded_by.hex(),
-        "leaf": rec.leaf,
-        "history": history,
-    }
+    return json_response(
+        {
+            "doc_id": doc_id,
+            "status": status,
+            "issuer": rec.issuer,
+            "doc_type": rec.doc_type,
+            "issued_at": rec.issued_at,
+            "valid_from": rec.valid_from,
+            "valid_until": rec.valid_until,
+            "revoked_at": rec.revoked_at,
+            "reason": rec.reason,
+            "superseded_by": None
+            if rec.superseded_by is None
+            else rec.superseded_by.hex(),
+            "leaf": rec.leaf,
+            "history": history,
+        }
+    )
 
 
 @router.get("/v1/documents/{doc_id}/bundle", tags=["documents"])
-def bundle(request: Request, doc_id: str) -> dict[str, object]:
+def bundle(request: Request, doc_id: str) -> Response:
     """Everything needed to verify the document offline with the trust list."""
     key = parse_doc_id(doc_id)
     try:
-        return build_bundle(_node(request).store, key)
+        return json_response(build_bundle(_node(request).store, key))
     except NotFoundError as exc:
         # The key of a registry record: no document has it.
         raise ProblemError("document-not-found", f"no document {doc_id}") from exc

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import NodeLike, block_json
+from api.deps import NodeLike, block_json, json_response
 from api.problems import ProblemError
 from ledger.keys import verifier_key_string
 
@@ -27,48 +27,52 @@ def _node(request: Request) -> NodeLike:
 
 
 @router.get("/v1/trust", tags=["read"])
-def trust(request: Request) -> dict[str, object]:
+def trust(request: Request) -> Response:
     """The trust list in force, with verifier key strings for node keys."""
     tl = _node(request).store.trust
-    return {
-        "origin": tl.origin,
-        "version": tl.version,
-        "quorum": tl.quorum,
-        "chain_id": _node(request).store.chain_id.hex(),
-        "agencies": [
-            {
-                "id": a.id,
-                "names": dict(a.names),
-                "node_key": verifier_key_string(a.id, a.node_key),
-                "node_public_key": a.node_key.hex(),
-                "issuer_keys": [k.hex() for k in a.issuer_keys],
-                "retired_issuer_keys": [k.hex() for k in a.retired_issuer_keys],
-                "admin_keys": [k.hex() for k in a.admin_keys],
-                "doc_types": list(a.doc_types),
-            }
-            for a in tl.agencies
-        ],
-        "trust_list": tl.to_json(),
-    }
+    return json_response(
+        {
+            "origin": tl.origin,
+            "version": tl.version,
+            "quorum": tl.quorum,
+            "chain_id": _node(request).store.chain_id.hex(),
+            "agencies": [
+                {
+                    "id": a.id,
+                    "names": dict(a.names),
+                    "node_key": verifier_key_string(a.id, a.node_key),
+                    "node_public_key": a.node_key.hex(),
+                    "issuer_keys": [k.hex() for k in a.issuer_keys],
+                    "retired_issuer_keys": [k.hex() for k in a.retired_issuer_keys],
+                    "admin_keys": [k.hex() for k in a.admin_keys],
+                    "doc_types": list(a.doc_types),
+                }
+                for a in tl.agencies
+            ],
+            "trust_list": tl.to_json(),
+        }
+    )
 
 
 @router.get("/v1/checkpoint", tags=["read"])
-def checkpoint(request: Request) -> dict[str, object]:
+def checkpoint(request: Request) -> Response:
     """The latest final checkpoint (signed by a quorum of agencies)."""
     final = _node(request).store.latest_final()
     if final is None:
         raise ProblemError("not-found", "no final checkpoint yet")
     cp, note = final
-    return {
-        "origin": cp.origin,
-        "size": cp.size,
-        "root": cp.root.hex(),
-        "state_root": cp.state_root.hex(),
-        "height": cp.height,
-        "block_hash": cp.block_hash.hex(),
-        "time": cp.time_ms,
-        "note": note,
-    }
+    return json_response(
+        {
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": cp.root.hex(),
+            "state_root": cp.state_root.hex(),
+            "height": cp.height,
+            "block_hash": cp.block_hash.hex(),
+            "time": cp.time_ms,
+            "note": note,
+        }
+    )
 
 
 def _check_size(request: Request, size: int) -> None:
@@ -80,27 +84,31 @@ def _check_size(request: Request, size: int) -> None:
 
 
 @router.get("/v1/proofs/inclusion", tags=["proofs"])
-def inclusion(request: Request, index: UINT, size: UINT) -> dict[str, object]:
+def inclusion(request: Request, index: UINT, size: UINT) -> Response:
     """An RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size``."""
     if not index < size:
         raise ProblemError("invalid-range", "need 0 <= index < size")
     _check_size(request, size)
     proof = _node(request).store.inclusion_proof(index, size)
-    return {"index": index, "size": size, "proof": [p.hex() for p in proof]}
+    return json_response(
+        {"index": index, "size": size, "proof": [p.hex() for p in proof]}
+    )
 
 
 @router.get("/v1/proofs/consistency", tags=["proofs"])
-def consistency(request: Request, first: UINT, second: UINT) -> dict[str, object]:
+def consistency(request: Request, first: UINT, second: UINT) -> Response:
     """An RFC 9162 consistency proof between two tree sizes."""
     if not 0 < first <= second:
         raise ProblemError("invalid-range", "need 0 < first <= second")
     _check_size(request, second)
     proof = _node(request).store.consistency_proof(first, second)
-    return {"first": first, "second": second, "proof": [p.hex() for p in proof]}
+    return json_response(
+        {"first": first, "second": second, "proof": [p.hex() for p in proof]}
+    )
 
 
 @router.get("/v1/leaves", tags=["read"])
-def leaves(request: Request, start: UINT, end: UINT) -> dict[str, object]:
+def leaves(request: Request, start: UINT, end: UINT) -> Response:
     """Leaves ``[start, end)`` as base64 of their canonical bytes (at most 1,000)."""
     if not start < end or end - start > MAX_LEAVES:
         raise ProblemError(
@@ -108,20 +116,22 @@ def leaves(request: Request, start: UINT, end: UINT) -> dict[str, object]:
         )
     _check_size(request, end)
     data = _node(request).store.leaves(start, end)
-    return {
-        "start": start,
-        "end": end,
-        "leaves": [base64.b64encode(leaf).decode() for leaf in data],
-    }
+    return json_response(
+        {
+            "start": start,
+            "end": end,
+            "leaves": [base64.b64encode(leaf).decode() for leaf in data],
+        }
+    )
 
 
 @router.get("/v1/blocks/{height}", tags=["read"])
-def block(request: Request, height: int, raw: bool = False) -> dict[str, object]:
+def block(request: Request, height: int, raw: bool = False) -> Response:
     """One block with its submissions and their outcomes."""
     store = _node(request).store
     if not 1 <= height <= store.height:
         raise ProblemError("block-not-found", f"no block at height {height}")
-    return block_json(store.block(height), raw=raw)
+    return json_response(block_json(store.block(height), raw=raw))
 
 
 @router.get("/v1/blocks", tags=["read"])
@@ -130,9 +140,9 @@ def blocks(
     start: Annotated[int, Query(ge=1, le=2**63 - 1)] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS)] = 20,
     raw: bool = False,
-) -> dict[str, object]:
+) -> Response:
     """Blocks from ``start``, at most ``limit`` (100) of them."""
     store = _node(request).store
     last = min(store.height, start + limit - 1)
     items = [block_json(store.block(h), raw=raw) for h in range(start, last + 1)]
-    return {"start": start, "height": store.height, "blocks": items}
+    return json_response({"start": start, "height": store.height, "blocks": items})
