@@ -152,7 +152,10 @@ def test_supersede_points_to_the_new_document(cluster: Cluster, tmp_path: Path) 
         new,
         "--type",
         "criminal_record",
+        "--out",
+        tmp_path / "receipts",
     )
+    assert (tmp_path / "receipts" / "birth-amended.pdf.receipt.json").is_file()
     qr = tmp_path / "receipts" / "birth.pdf.qr.png"
     done = ledger("verify", "--qr", qr, old, "--json")
     assert done.returncode == SUPERSEDED, done.stdout + done.stderr
