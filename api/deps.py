@@ -6,6 +6,8 @@ does not depend on how the node drives Raft.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from typing import Final, Protocol
@@ -13,8 +15,9 @@ from typing import Final, Protocol
 from fastapi import Response
 
 from api.problems import ProblemError
-from ledger.block import Block
+from ledger.block import Block, block_hash, encode_block
 from ledger.store import LedgerStore
+from ledger.submission import decode_submission
 
 HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
@@ -59,11 +62,6 @@ def parse_doc_id(value: str) -> bytes:
 
 def block_json(block: Block, *, raw: bool = False) -> dict[str, object]:
     """A block as the API shows it: header, submissions and their outcomes."""
-    import base64
-
-    from ledger.block import block_hash, encode_block
-    from ledger.submission import decode_submission
-
     h = block.header
     subs: list[dict[str, object]] = []
     for data, outcome in zip(block.submissions, block.outcomes, strict=True):
@@ -101,6 +99,4 @@ def block_json(block: Block, *, raw: bool = False) -> dict[str, object]:
 
 
 def _sha256_hex(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()

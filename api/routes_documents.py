@@ -170,4 +170,7 @@ def verify_page(request: Request, doc_id: str, lang: str | None = None) -> HTMLR
     """The page a QR code opens; the salt stays in the URL fragment."""
     view = verdict_view(request, doc_id)
     html = render_verify_page(view, normalize_lang(lang))
-    return HTMLResponse(html, headers=dict(VERIFY_PAGE_HEADERS))
+    # The page is for people, but the status code is for machines (link
+    # checkers, caches): an unknown or malformed id is not a found page.
+    code = {"not_found": 404, "malformed": 400}.get(view.status, 200)
+    return HTMLResponse(html, status_code=code, headers=dict(VERIFY_PAGE_HEADERS))

@@ -22,8 +22,18 @@ from api.deps import NodeLike
 from api.problems import ProblemError
 from ledger.block import block_hash
 from ledger.entries import Anchor, Revoke, Supersede, decode_entry
-from ledger.errors import EncodingError, NotLeaderError
-from ledger.submission import Submission, decode_submission, encode_submission
+from ledger.errors import (
+    EncodingError,
+    NotLeaderError,
+    RuleViolation,
+    VerificationError,
+)
+from ledger.submission import (
+    Submission,
+    decode_submission,
+    encode_submission,
+    verify_submission,
+)
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -47,7 +57,7 @@ def _from_json(body: bytes) -> bytes:
             entries=tuple(base64.b64decode(e, validate=True) for e in obj["entries"]),
             signature=bytes.fromhex(obj["signature"]),
         )
-    except (ValueError, KeyError, TypeError, EncodingError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, EncodingError) as exc:
         raise ProblemError("malformed", f"bad JSON submission: {exc}") from exc
     return encode_submission(sub)
 
@@ -95,14 +105,22 @@ async def submit(
     except EncodingError as exc:
         raise ProblemError("malformed", str(exc)) from exc
     node = _node(request)
-    if not any(a.id == sub.agency for a in node.store.trust.agencies):
-        # Only agencies of the trust list get a rate bucket, so made-up names
-        # can neither grow the limiter's table nor spend a real agency's quota.
+    # Only a submission signed by one of the agency's issuer keys is charged
+    # to its rate bucket: made-up names can neither grow the limiter's table
+    # nor forged submissions spend a real agency's quota.
+    trust = node.store.trust
+    try:
+        agency = trust.agency(sub.agency)
+    except KeyError:
         raise ProblemError(
             "invalid-submission",
             f"unknown agency {sub.agency!r}",
             extra={"reason": "unknown_agency"},
-        )
+        ) from None
+    try:
+        verify_submission(sub, trust.origin, agency.issuer_keys)
+    except VerificationError as exc:
+        raise RuleViolation("bad_signature", exc.message) from None
     request.app.state.limiter.check(sub.agency)
     started = time.perf_counter()
     try:
@@ -190,7 +208,7 @@ async def _forward(request: Request, raw: bytes, wait: str) -> Response:
     )
 
 
-@router.get("/healthz", tags=["operator"])
+@router.api_route("/healthz", methods=["GET", "HEAD"], tags=["operator"])
 def healthz(request: Request) -> dict[str, object]:
     """Liveness: the node runs and its store is open."""
     node = _node(request)

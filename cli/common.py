@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Final, TypeVar
 
 import typer
+from rich.markup import escape
 
 from cli import render
 from cli.client import ClientError, LedgerClient, NetworkError, Wait
@@ -51,14 +52,14 @@ def handled() -> Iterator[None]:
     try:
         yield
     except (UsageError, ConfigError, RuleViolation) as exc:
-        render.err.print(f"[red]error:[/] {exc}")
+        render.err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     except NetworkError as exc:
-        render.err.print(f"[red]network error:[/] {exc}")
+        render.err.print(f"[red]network error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_NETWORK) from None
     except ClientError as exc:
         code = f" (code {exc.code})" if exc.code else ""
-        render.err.print(f"[red]refused by the node:[/] {exc}{code}")
+        render.err.print(f"[red]refused by the node:[/] {escape(str(exc))}{code}")
         if exc.retried and exc.slug == "replay":
             render.err.print(
                 "[yellow]the request was sent more than once; an earlier copy "
@@ -66,7 +67,7 @@ def handled() -> Iterator[None]:
             )
         raise typer.Exit(EXIT_REFUSED) from None
     except LedgerError as exc:
-        render.err.print(f"[red]error:[/] {exc}")
+        render.err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_REFUSED) from None
 
 

@@ -187,15 +187,25 @@ def collect_files(items: Sequence[Path]) -> list[Path]:
     return files
 
 
-def output_names(receipts: Sequence[AnchorReceipt]) -> list[str]:
+def output_names(
+    receipts: Sequence[AnchorReceipt], out_dir: Path | None = None
+) -> list[str]:
     """A distinct base name per receipt: the file's name (``cert.pdf`` gives
-    ``cert.pdf.receipt.json``), numbered when two files share a name."""
+    ``cert.pdf.receipt.json``), numbered when two files share a name or a
+    receipt of that name is already in ``out_dir``: a receipt holds the only
+    copy of its document's salt, so it is never overwritten."""
     names: list[str] = []
     seen: set[str] = set()
+
+    def taken(name: str) -> bool:
+        if name in seen:
+            return True
+        return out_dir is not None and (out_dir / f"{name}{RECEIPT_SUFFIX}").exists()
+
     for receipt in receipts:
         base = receipt.file_name or receipt.doc_id.hex()
         name, n = base, 2
-        while name in seen:
+        while taken(name):
             name, n = f"{base}-{n}", n + 1
         seen.add(name)
         names.append(name)
@@ -261,7 +271,7 @@ def write_receipts(
     Returns doc id -> QR path; ``progress`` is called once per receipt.
     """
     paths: dict[bytes, str] = {}
-    names = output_names(receipts)
+    names = output_names(receipts, out_dir)
     urls = [r.verify_url for r in receipts if r.verify_url] if qr else []
     images = iter(_qr_images([u for u in urls if u]))
     for receipt, name in zip(receipts, names, strict=True):

@@ -362,9 +362,29 @@ def demo(
     raise typer.Exit(code)
 
 
+# What bad data (a hostile node's answer, a damaged file) can raise from the
+# code that reads it; anything else is a bug and keeps its traceback.
+MALFORMED_DATA: Final = (
+    KeyError,
+    TypeError,
+    ValueError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+)
+
+
 def main() -> None:
     """Entry point of the ``ledger`` console script."""
-    app()
+    try:
+        app()
+    except MALFORMED_DATA as exc:
+        # A node or file that sends well-formed JSON of the wrong shape must
+        # not get a traceback out of us: it is a malformed answer (23).
+        render.err.print(
+            f"error: malformed data ({type(exc).__name__}: {exc})", markup=False
+        )
+        sys.exit(EXIT_CODES["malformed"])
 
 
 if __name__ == "__main__":

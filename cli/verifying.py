@@ -88,7 +88,7 @@ def decode_qr(image: Path) -> str:
     try:
         with Image.open(image) as picture:
             found = pyzbar.decode(picture)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise UsageError(f"cannot read image {image}: {exc}") from exc
     codes = [c for c in found if c.type == "QRCODE"]
     if len(codes) != 1:
@@ -100,7 +100,7 @@ def decode_qr(image: Path) -> str:
 def load_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise UsageError(f"cannot read {what} {path}: {exc}") from exc
 
 

@@ -1,9 +1,9 @@
 """The Raft log on disk: ``LogStorage`` over its own LevelDB directory.
 
 Theory of operation. The store mirrors ``MemoryStorage`` (same reads, same
-write API, same errors) with every write a single LevelDB write batch
-written with ``sync=True``, so a crash leaves either all of a write or none
-of it. ``save_ready`` puts everything one ``Ready`` asks to persist (a
+write API, same errors, one more check) with every write a single LevelDB
+write batch written with ``sync=True``, so a crash leaves either all of a
+write or none of it. ``save_ready`` puts everything one ``Ready`` asks to persist (a
 snapshot, new entries with the truncation of any conflicting suffix, the
 hard state) in one such batch; the driver calls it before sending that
 Ready's messages.
@@ -20,9 +20,10 @@ LevelDB's byte order is index order)::
 
 Like ``MemoryStorage``'s ``_ents[0]``, the lowest entry key holds a dummy
 entry at the last compacted index ("offset") carrying that index's term, so
-``term(first_index() - 1)`` still answers. Invariants (checked on open):
-``offset <= snapshot.index <= last_index`` and the entry keys are exactly
-``offset .. last_index``.
+``term(first_index() - 1)`` still answers. Invariants:
+``offset <= snapshot.index <= last_index`` (checked on open) and the entry
+keys are exactly ``offset .. last_index`` (checked wherever entries are read
+from disk); a store that breaks them raises ``CorruptStoreError``.
 
 Reads come from memory when they can: the indexes, the hard state, the
 snapshot metadata and a window of the most recent entries are cached; older
@@ -208,7 +209,7 @@ class LevelDBStorage:
         except plyvel.Error as exc:
             raise StorageError(f"cannot open raft log at {self._path}: {exc}") from exc
         try:
-            if self._db.get(KEY_FORMAT) is None:
+            if self._is_empty():
                 self._state = self._create(conf_state or ConfState())
             else:
                 self._state = self._load()
@@ -236,6 +237,12 @@ class LevelDBStorage:
         self.close()
 
     # -- opening -------------------------------------------------------------
+
+    def _is_empty(self) -> bool:
+        # Only a brand-new directory is initialised: any other LevelDB (the
+        # ledger store, say) must fail the format check, not gain our keys.
+        with self._db.iterator(include_value=False) as it:
+            return next(it, None) is None
 
     def _create(self, conf_state: ConfState) -> _State:
         snap = Snapshot(conf_state=conf_state)
@@ -379,6 +386,8 @@ class LevelDBStorage:
         Preconditions and errors as for ``apply_snapshot`` and ``append``;
         on an error nothing is written.
         """
+        if hard_state is None and not entries and snapshot is None:
+            return  # nothing to persist: spare the fsync
         new = self._state.copy()
         batch = self._db.write_batch(sync=True)
         if snapshot is not None:

@@ -13,8 +13,8 @@ A connection is usable only after both identity checks (``consensus.tls``):
    hello frame naming its own agency id; the listener pins the dialler's key
    to that id and answers with a hello naming itself.
 
-Frames are a 4-byte big-endian length and that many opaque bytes (the node
-puts ``encode_message`` output in them), ``1 <= length <= max_frame``. A peer
+Frames (``consensus.wire``) are a 4-byte big-endian length and that many
+opaque bytes (the node puts ``encode_message`` output in them). A peer
 that fails a check, sends a bad hello or a malformed or oversize frame is
 disconnected and logged; nothing a peer sends can raise out of this module.
 
@@ -35,9 +35,8 @@ import asyncio
 import collections
 import logging
 import random
-import ssl
-import struct
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,60 +47,31 @@ from consensus.tls import (
     client_context,
     server_context,
 )
-from ledger.codec import Field, build_record, check_record, get_str, pack, unpack
+from consensus.wire import (
+    HELLO_MAX,
+    MAX_FRAME,
+    PausedStreamProtocol,
+    abort,
+    decode_hello,
+    describe,
+    encode_hello,
+    peer_name,
+    read_frame,
+    ssl_object,
+    write_frame,
+)
 from ledger.errors import ConsensusError, EncodingError, LedgerError, VerificationError
 
 logger = logging.getLogger(__name__)
 
-HEADER: Final = struct.Struct(">I")
-MAX_FRAME: Final = 64 * 1024 * 1024
-HELLO_PROTOCOL: Final = "agency-ledger/peer/v1"
-HELLO_MAX: Final = 256
-HELLO_FIELDS: Final = (
-    Field("proto", str, max_len=64),
-    Field("id", str, max_len=40),
-)
-
+ACCEPT_BATCH: Final = 64  # connections taken per wake-up of the listener
+ACCEPT_RETRY_MS: Final = 100
 # What a misbehaving or vanished peer can cause; anything else is our bug.
 # (TimeoutError and ssl.SSLError are OSErrors, IncompleteReadError an EOFError.)
 PEER_FAULTS: Final = (OSError, EOFError, LedgerError)
 
 Address = tuple[str, int]
 OnFrame = Callable[[str, bytes], None]
-
-
-def encode_hello(node_id: str) -> bytes:
-    """The hello frame payload naming ``node_id``."""
-    return pack(build_record(HELLO_FIELDS, {"proto": HELLO_PROTOCOL, "id": node_id}))
-
-
-def decode_hello(data: bytes) -> str:
-    """The agency id in a hello; ``EncodingError`` unless well formed."""
-    rec = check_record(unpack(data), HELLO_FIELDS, "hello")
-    if get_str(rec, "proto") != HELLO_PROTOCOL:
-        raise EncodingError(f"hello: unknown protocol {get_str(rec, 'proto')!r}")
-    node_id = get_str(rec, "id")
-    try:
-        check_agency_id(node_id)
-    except LedgerError as exc:
-        raise EncodingError(f"hello: bad agency id {node_id!r}") from exc
-    return node_id
-
-
-async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> bytes:
-    """Read one frame; ``EncodingError`` on a length of 0 or above ``max_frame``.
-
-    Raises ``asyncio.IncompleteReadError`` if the stream ends mid-frame.
-    """
-    (length,) = HEADER.unpack(await reader.readexactly(HEADER.size))
-    if not 1 <= length <= max_frame:
-        # Checked before reading so an oversize claim allocates nothing.
-        raise EncodingError(f"frame length {length} outside 1..{max_frame}")
-    return await reader.readexactly(length)
-
-
-def write_frame(writer: asyncio.StreamWriter, frame: bytes) -> None:
-    writer.writelines([HEADER.pack(len(frame)), frame])
 
 
 @dataclass
@@ -144,47 +114,6 @@ class _Inbound:
     pinned_key: bytes
 
 
-class _PausedStreamProtocol(asyncio.StreamReaderProtocol):
-    """A stream protocol that reads nothing until TLS is started on it.
-
-    NB: the listener starts TLS itself (``StreamWriter.start_tls``) so that
-    handshake failures reach our code instead of vanishing inside asyncio.
-    Bytes read before the upgrade would land in the plain ``StreamReader``,
-    out of the TLS layer's sight, and stall the handshake; pausing in
-    ``connection_made``, before the first read, keeps them in the socket.
-    """
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
-        super().connection_made(transport)
-
-
-def _ssl_object(writer: asyncio.StreamWriter) -> ssl.SSLObject:
-    tls = writer.get_extra_info("ssl_object")
-    if not isinstance(tls, ssl.SSLObject):
-        raise VerificationError("malformed", "connection is not TLS")
-    return tls
-
-
-def _abort(writer: asyncio.StreamWriter) -> None:
-    # Abort rather than close: a graceful TLS shutdown waits on the peer,
-    # and Raft gains nothing from a clean close_notify.
-    writer.transport.abort()
-
-
-def _peer_name(writer: asyncio.StreamWriter) -> str:
-    peername = writer.get_extra_info("peername")
-    if isinstance(peername, tuple) and len(peername) >= 2:
-        return f"{peername[0]}:{peername[1]}"
-    return "?"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _consume(task: asyncio.Future[bytes]) -> None:
     # Mark the watcher's outcome as seen so asyncio does not log it as lost.
     if task.done() and not task.cancelled():
@@ -199,7 +128,9 @@ class PeerTransport:
     are now. ``on_frame(peer_id, frame)`` runs on the event loop for every
     frame received; it may raise ``LedgerError`` (``EncodingError`` from
     ``decode_message``, say) to refuse a frame, which drops that connection.
-    Times are integer milliseconds.
+    Inbound connections are accepted from every agency in ``peer_keys()``,
+    dialled or not (a learner not yet in ``peers``, say). Call every method
+    from the event loop's thread. Times are integer milliseconds.
     """
 
     def __init__(
@@ -234,7 +165,7 @@ class PeerTransport:
         self._rng = rng or random.Random()
         self._server_ctx = server_context(node_id, key)
         self._client_ctx = client_context(node_id, key)
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._links: dict[str, _Link] = {}
         self._inbound: dict[str, _Inbound] = {}
         self._handlers: set[asyncio.Task[None]] = set()
@@ -249,18 +180,11 @@ class PeerTransport:
 
     async def start(self) -> None:
         """Listen, and start dialling every peer. ``ConsensusError`` if busy."""
-        if self._server is not None:
+        if self._listener is not None:
             raise ConsensusError("transport already started")
-        loop = asyncio.get_running_loop()
-
-        def protocol() -> _PausedStreamProtocol:
-            return _PausedStreamProtocol(asyncio.StreamReader(), self._accept, loop)
-
-        try:
-            self._server = await loop.create_server(protocol, self._host, self._port)
-        except OSError as exc:
-            raise ConsensusError(f"cannot listen on {self._host}:{self._port}") from exc
-        self._port = self._server.sockets[0].getsockname()[1]
+        listener = await self._listen_socket()
+        self._listener, self._port = listener, listener.getsockname()[1]
+        asyncio.get_running_loop().add_reader(listener, self._on_readable)
         for link in self._links.values():
             self._start_link(link)
         logger.info(
@@ -272,10 +196,11 @@ class PeerTransport:
 
     async def stop(self) -> None:
         """Close every connection and stop listening; queued frames are kept."""
-        server, self._server = self._server, None
-        if server is None:
+        listener, self._listener = self._listener, None
+        if listener is None:
             return
-        server.close()
+        asyncio.get_running_loop().remove_reader(listener)
+        listener.close()
         tasks = list(self._handlers)
         for link in self._links.values():
             if link.task is not None:
@@ -284,11 +209,108 @@ class PeerTransport:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
+        self._inbound.clear()
         # Aborted transports release their sockets on the next loop turn;
         # take it, so a caller may close the loop as soon as we return.
         await asyncio.sleep(0)
         logger.info("transport stopped node=%s", self.node_id)
+
+    # -- accepting -----------------------------------------------------------
+    # NB: our own accept loop, not loop.create_server or loop.sock_accept:
+    # in Python 3.11 both leak the socket of a connection accepted just as
+    # the listener closes (Server._attach asserts; a cancelled sock_accept
+    # raises InvalidStateError), and a stopped node must leak nothing.
+
+    async def _listen_socket(self) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, _, _, _, address = infos[0]
+            sock = socket.create_server(address, family=family)
+        except (OSError, IndexError) as exc:
+            raise ConsensusError(f"cannot listen on {self._host}:{self._port}") from exc
+        sock.setblocking(False)
+        return sock
+
+    def _on_readable(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say
+                logger.warning(
+                    "accept failed node=%s error=%s", self.node_id, describe(exc)
+                )
+                self._pause_accepting(listener)
+                return
+            conn.setblocking(False)
+            self._spawn(self._adopt(conn), on_failure=conn.close)
+
+    def _pause_accepting(self, listener: socket.socket) -> None:
+        # The listener stays readable while descriptors are short: stop
+        # polling it for a moment rather than spin.
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(listener)
+
+        def resume() -> None:
+            if self._listener is listener:
+                loop.add_reader(listener, self._on_readable)
+
+        loop.call_later(ACCEPT_RETRY_MS / 1000, resume)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> PausedStreamProtocol:
+            return PausedStreamProtocol(asyncio.StreamReader(), self._accept, loop)
+
+        await loop.connect_accepted_socket(protocol, conn)
+
+    def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if self._listener is None:  # accepted just as we stopped
+            abort(writer)
+            return
+        self._spawn(
+            self._serve_inbound(reader, writer),
+            on_failure=lambda: abort(writer),
+            always=True,
+        )
+
+    def _spawn(
+        self,
+        coro: Coroutine[None, None, None],
+        *,
+        on_failure: Callable[[], None],
+        always: bool = False,
+    ) -> None:
+        """Run ``coro`` as a handler task that ``stop`` will cancel.
+
+        ``on_failure`` releases the connection if the task fails or is
+        cancelled (``always``: whatever the outcome). NB: a task cancelled
+        before its first step never runs its own ``finally`` clauses, so the
+        release is a done callback.
+        """
+        task = asyncio.get_running_loop().create_task(coro)
+        self._handlers.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._handlers.discard(task)
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, PEER_FAULTS):
+                # Nobody awaits this task: a bug in it is only seen here.
+                logger.error("handler failed node=%s", self.node_id, exc_info=exc)
+            if always or task.cancelled() or exc is not None:
+                on_failure()
+
+        task.add_done_callback(done)
 
     # -- sending -------------------------------------------------------------
 
@@ -375,7 +397,7 @@ class PeerTransport:
                 logger.info(
                     "peer key no longer trusted node=%s peer=%s", self.node_id, peer_id
                 )
-                _abort(writer)
+                abort(writer)
 
     def _remove_link(self, link: _Link) -> None:
         del self._links[link.peer_id]
@@ -390,7 +412,7 @@ class PeerTransport:
         if link.task is not None:
             link.task.cancel()
             link.task = None
-        if self._server is not None:
+        if self._listener is not None:
             self._start_link(link)
 
     def _start_link(self, link: _Link) -> None:
@@ -426,7 +448,7 @@ class PeerTransport:
             # mid-handshake is aborted here rather than left half-closed.
             await writer.start_tls(self._client_ctx, server_hostname=link.peer_id)
             keys = self._peer_keys()
-            check_peer(_ssl_object(writer), link.peer_id, keys)
+            check_peer(ssl_object(writer), link.peer_id, keys)
             write_frame(writer, encode_hello(self.node_id))
             await writer.drain()
             answer = decode_hello(await read_frame(reader, HELLO_MAX))
@@ -435,7 +457,7 @@ class PeerTransport:
                     "unknown_issuer", f"dialled {link.peer_id!r}, {answer!r} answered"
                 )
         except BaseException:
-            _abort(writer)
+            abort(writer)
             raise
         return reader, writer, keys[link.peer_id]
 
@@ -452,7 +474,7 @@ class PeerTransport:
             link.address[0],
             link.address[1],
             failures,
-            _describe(exc),
+            describe(exc),
         )
 
     def _backoff_s(self, failures: int) -> float:
@@ -475,7 +497,7 @@ class PeerTransport:
             "peer connected node=%s peer=%s addr=%s",
             self.node_id,
             link.peer_id,
-            _peer_name(writer),
+            peer_name(writer),
         )
         # Peers send nothing after their hello, so the read finishing at all
         # (EOF, an error, or stray bytes) means this connection is over.
@@ -485,11 +507,11 @@ class PeerTransport:
         try:
             await self._pump(link, writer, watch)
         except PEER_FAULTS as exc:
-            reason = _describe(exc)
+            reason = describe(exc)
         finally:
             watch.cancel()
             _consume(watch)
-            _abort(writer)
+            abort(writer)
             if link.writer is writer:
                 link.writer = None
         logger.info(
@@ -521,33 +543,12 @@ class PeerTransport:
                 )
             await writer.drain()
 
-    # -- inbound: one handler task per accepted connection -------------------
-
-    def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        # Our own task, not one asyncio makes from a coroutine callback: stop
-        # can cancel it without asyncio reporting the cancellation as an error.
-        if self._server is None:  # accepted just as we stopped
-            _abort(writer)
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._serve_inbound(reader, writer)
-        )
-        self._handlers.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            # NB: a task cancelled before its first step never runs its own
-            # finally clauses, so the connection is closed from here.
-            self._handlers.discard(task)
-            _abort(writer)
-
-        task.add_done_callback(done)
+    # -- inbound: one handler task per authenticated connection --------------
 
     async def _serve_inbound(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        where = _peer_name(writer)
+        where = peer_name(writer)
         try:
             async with asyncio.timeout(self._timeout_s):
                 peer_id, key = await self._authenticate(reader, writer)
@@ -557,7 +558,7 @@ class PeerTransport:
                 "inbound refused node=%s addr=%s error=%s",
                 self.node_id,
                 where,
-                _describe(exc),
+                describe(exc),
             )
             return
         self._register(_Inbound(peer_id, writer, key), where)
@@ -566,9 +567,9 @@ class PeerTransport:
             await self._receive(peer_id, reader)
         except EncodingError as exc:
             self.stats.connections_dropped += 1
-            reason = _describe(exc)
+            reason = describe(exc)
         except PEER_FAULTS as exc:
-            reason = _describe(exc)
+            reason = describe(exc)
         finally:
             current = self._inbound.get(peer_id)
             if current is not None and current.writer is writer:
@@ -585,7 +586,7 @@ class PeerTransport:
         if peer_id == self.node_id:
             raise VerificationError("unknown_issuer", "peer claims to be this node")
         keys = self._peer_keys()
-        check_peer(_ssl_object(writer), peer_id, keys)
+        check_peer(ssl_object(writer), peer_id, keys)
         write_frame(writer, encode_hello(self.node_id))
         await writer.drain()
         return peer_id, keys[peer_id]
@@ -594,7 +595,7 @@ class PeerTransport:
         old = self._inbound.get(inbound.peer_id)
         if old is not None:
             # A peer that redials has given up on its old connection.
-            _abort(old.writer)
+            abort(old.writer)
         self._inbound[inbound.peer_id] = inbound
         self.stats.connections_accepted += 1
         logger.info(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from consensus.durable import LevelDBStorage
@@ -19,7 +20,7 @@ from consensus.storage import (
     SnapshotOutOfDateError,
     UnavailableError,
 )
-from ledger.errors import ConsensusError, StorageError
+from ledger.errors import ConsensusError, CorruptStoreError, StorageError
 
 ROOT = Path(__file__).resolve().parents[2]
 GENESIS = ConfState(voters=("node-a", "node-b", "node-c"))
@@ -137,6 +138,14 @@ def test_append_never_rewrites_the_snapshot(tmp_path: Path) -> None:
         assert disk.entries(4, 7) == ents(4, 5, 1) + ents(5, 7, 2)
 
 
+def test_refuses_a_directory_that_is_not_a_raft_log(tmp_path: Path) -> None:
+    other = plyvel.DB(str(tmp_path / "ledger"), create_if_missing=True)
+    other.put(b"M", b"someone else's data")
+    other.close()
+    with pytest.raises(CorruptStoreError):
+        LevelDBStorage(tmp_path / "ledger")
+
+
 def test_store_is_locked_while_open(tmp_path: Path) -> None:
     with LevelDBStorage(tmp_path / "raft", GENESIS), pytest.raises(StorageError):
         LevelDBStorage(tmp_path / "raft")
@@ -186,7 +195,7 @@ def test_restart_restores_exactly_what_memory_storage_holds(tmp_path: Path) -> N
     driver = _Driver(rng, mem)
     disk = LevelDBStorage(tmp_path / "raft", GENESIS, cache_entries=4)
     try:
-        for _ in range(400):
+        for _ in range(250):
             driver.step(disk)
             assert view(disk) == view(mem)
             if rng.random() < 0.1:

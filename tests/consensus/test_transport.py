@@ -9,14 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import pytest
 
 from consensus.tls import check_peer, client_context
-from consensus.transport import (
-    HEADER,
-    PeerTransport,
-    decode_hello,
-    encode_hello,
-    read_frame,
-    write_frame,
-)
+from consensus.transport import PeerTransport
+from consensus.wire import HEADER, decode_hello, encode_hello, read_frame, write_frame
 from ledger.errors import ConsensusError, EncodingError
 from ledger.keys import SigningKey
 
@@ -265,6 +259,9 @@ def test_frame_refused_by_the_node_drops_the_connection() -> None:
         await started(a, b)
         a.transport.send("node-b", b"bad")
         await until(lambda: b.transport.stats.connections_dropped == 1)
+        # Frames written before a notices the drop are lost (Raft resends);
+        # wait for the new connection.
+        await until(lambda: a.transport.stats.connections_opened == 2)
         a.transport.send("node-b", b"good")
         await until(lambda: b.frames_from("node-a") == [b"good"])
         await stopped(a, b)
