@@ -34,6 +34,7 @@ def run_node(config_path: Path) -> None:
 
 
 async def serve(config: NodeConfig) -> None:
+    _warn_if_exposed(config.node_key)
     node = Node(config)
     metrics = create_metrics()
     node.on_block.append(lambda block, seconds: _count_block(metrics, block))
@@ -83,6 +84,18 @@ async def serve(config: NodeConfig) -> None:
         await node.stop()
     if failed:
         raise failed[0]
+
+
+def _warn_if_exposed(key_file: Path) -> None:
+    """A node key others can read can sign checkpoints in the agency's name."""
+    try:
+        mode = key_file.stat().st_mode & 0o777
+    except OSError:
+        return  # the node reports a missing key itself
+    if mode & 0o077:
+        logger.warning(
+            "key file readable by others path=%s mode=%o (chmod 600 it)", key_file, mode
+        )
 
 
 def _entry_kind(data: bytes) -> str:

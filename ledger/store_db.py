@@ -50,6 +50,11 @@ def open_db(path: Path, *, create: bool) -> plyvel.DB:
     except plyvel.CorruptionError as exc:
         raise CorruptStoreError(f"LevelDB at {path}: {exc}") from exc
     except plyvel.Error as exc:
+        if "LOCK" in str(exc):
+            raise StorageError(
+                f"{path} is in use by another process: is this node already "
+                "running?"
+            ) from exc
         raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
 
 
