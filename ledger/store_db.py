@@ -52,8 +52,7 @@ def open_db(path: Path, *, create: bool) -> plyvel.DB:
     except plyvel.Error as exc:
         if "LOCK" in str(exc):
             raise StorageError(
-                f"{path} is in use by another process: is this node already "
-                "running?"
+                f"{path} is in use by another process: is this node already running?"
             ) from exc
         raise StorageError(f"cannot open LevelDB at {path}: {exc}") from exc
 
