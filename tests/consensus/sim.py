@@ -94,10 +94,20 @@ class Checker:
         # by induction gives the log matching property.
         self.seen: dict[tuple[int, int], tuple[int, bytes, int]] = {}
         self.applied: dict[int, Entry] = {}  # state machine safety
+        # index -> the term of the leader that first committed it. Leader
+        # completeness is about entries committed in earlier terms: a leader
+        # of a stale term, elected by votes granted before an entry existed
+        # and delivered late, may lack an entry committed in a later term
+        # (it can never commit anything: a majority has moved past its term).
+        self.commit_term: dict[int, int] = {}
+        self.max_committed = 0
         self.hashes: dict[int, bytes] = {0: b""}
         self.max_applied = 0
 
     def leader(self, r: Raft) -> None:
+        for index in range(self.max_committed + 1, r.log.committed + 1):
+            self.commit_term.setdefault(index, r.term)
+        self.max_committed = max(self.max_committed, r.log.committed)
         known = self.leaders.get(r.term)
         if known is None:
             self.leaders[r.term] = r.id
@@ -106,11 +116,14 @@ class Checker:
             raise ViolationError(f"two leaders in term {r.term}: {known} and {r.id}")
 
     def completeness(self, r: Raft) -> None:
-        """Leader completeness: a new leader holds every committed entry."""
+        """Leader completeness: a new leader holds every entry committed in
+        an earlier term (Raft §5.4)."""
         log = r.log
         for i in range(log.first_index(), self.max_applied + 1):
             e = self.applied.get(i)
-            if e is not None and log.term_or_zero(i) != e.term:
+            if e is None or self.commit_term.get(i, e.term) >= r.term:
+                continue
+            if log.term_or_zero(i) != e.term:
                 raise ViolationError(f"leader {r.id} t{r.term} lacks committed {i}")
 
     def persisted(self, storage: MemoryStorage, ents: tuple[Entry, ...]) -> None:
