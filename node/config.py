@@ -7,7 +7,7 @@ made by ``ledger cluster init`` can be moved as a whole.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,6 @@ class NodeConfig:
     rate_per_agency: float = 500.0
     # A verifier calls a checkpoint stale when older than this.
     checkpoint_max_age_ms: int = 24 * 3600 * 1000
-    tls: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def peer(self, agency: str) -> PeerConfig:
         for peer in self.peers:
@@ -158,7 +156,6 @@ def load_config(path: Path) -> NodeConfig:
         election_ticks=_opt(raft, "election_ticks", int, 10, where),
         heartbeat_ticks=_opt(raft, "heartbeat_ticks", int, 1, where),
         snapshot_interval=_opt(raft, "snapshot_interval", int, 10_000, where),
-        tls=_opt(raft, "tls", bool, True, where),
         batch_max_submissions=_opt(batch, "max_submissions", int, 2_000, where),
         batch_max_entries=_opt(batch, "max_entries", int, 20_000, where),
         batch_max_wait_ms=_opt(batch, "max_wait_ms", int, 5, where),
