@@ -18,7 +18,7 @@ from typing import Annotated, Final
 import typer
 from rich.table import Table
 
-from cli import common, render
+from cli import common, governance, render
 from cli.cluster import (
     DEFAULT_BASE_PORT,
     DEFAULT_HOST,
@@ -55,6 +55,7 @@ app = typer.Typer(
 cluster_app = typer.Typer(help="Create a cluster's files.", no_args_is_help=True)
 node_app = typer.Typer(help="Run an agency's node.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(governance.app, name="governance")
 app.add_typer(node_app, name="node")
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.node.harness import ROOT, Cluster, running_cluster
@@ -159,3 +160,46 @@ def test_supersede_points_to_the_new_document(cluster: Cluster, tmp_path: Path) 
     qr = tmp_path / "receipts" / "birth.pdf.qr.png"
     done = ledger("verify", "--qr", qr, old, "--json")
     assert done.returncode == SUPERSEDED, done.stdout + done.stderr
+
+
+def test_governance_grants_a_document_type_with_a_majority(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # An agency may anchor only the types granted to it: first refused...
+    doc = _document(tmp_path, "land.pdf", "Giấy chứng nhận quyền sử dụng đất\n")
+    key = cluster.dir / "health" / "issuer.key"
+
+    def anchor_land() -> subprocess.CompletedProcess[str]:
+        return ledger(
+            "anchor", "--node", cluster.url("health"), "--key", key,
+            "--type", "land_survey", "--out", tmp_path / "receipts", doc,
+        )  # fmt: skip
+
+    assert anchor_land().returncode != 0
+
+    # ...then proposed, approved by two of three agencies, submitted...
+    params = tmp_path / "params.json"
+    params.write_text(
+        json.dumps({"id": "health", "doc_types": ["land_survey"]}), encoding="utf-8"
+    )
+    proposal = tmp_path / "proposal.json"
+    node = cluster.url("justice")
+    ok("governance", "propose", "--node", node, "grant_doc_types",
+       "--params", params, "--out", proposal)  # fmt: skip
+    for agency in ("police", "justice"):
+        ok("governance", "approve", proposal,
+           "--key", cluster.dir / agency / "admin.key")  # fmt: skip
+    # One agency twice still counts once: a second approval by police adds
+    # nothing, and two of three is the quorum.
+    ok("governance", "approve", proposal, "--key", cluster.dir / "police" / "admin.key")
+    approvals = json.loads(proposal.read_text(encoding="utf-8"))["approvals"]
+    assert sorted(a["agency"] for a in approvals) == ["justice", "police"]
+    ok("governance", "submit", proposal, "--node", node, "--key", key)
+
+    # ...and in force: the trust list says so, and the anchor goes through.
+    trust = httpx.get(f"{cluster.url('police')}/v1/trust", timeout=10).json()
+    assert trust["version"] == 2
+    health = next(a for a in trust["agencies"] if a["id"] == "health")
+    assert "land_survey" in health["doc_types"]
+    done = anchor_land()
+    assert done.returncode == 0, done.stdout + done.stderr

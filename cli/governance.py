@@ -1,0 +1,172 @@
+"""``ledger governance``: change the trust list with a quorum of agencies.
+
+A change travels as one proposal file, the way agencies would pass it
+around: ``propose`` writes it (the action, its parameters, the origin and
+the trust-list version it will make), each agency's administrator
+``approve``\\ s it with the agency's admin key (a signature over exactly
+those fields), and any agency ``submit``\\ s it once a majority approved.
+The ledger rules check the approvals again when the block is applied.
+
+Actions and their parameters (JSON, keys in hex): ``add_agency`` {"agency":
+an agency as in genesis.json}, ``remove_agency`` {"id"}, ``rotate_node_key``
+{"id", "node_key"}, ``rotate_issuer_key`` {"id", "issuer_key", "retire"},
+``grant_doc_types`` {"id", "doc_types": [...]}.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import common, render
+from cli.common import AgencyOpt, KeyOpt, NodeOpt, TimeoutOpt, handled
+from cli.verifying import UsageError, load_json
+from ledger.codec import Value
+from ledger.entries import (
+    GOVERNANCE_ACTIONS,
+    Approval,
+    Governance,
+    encode_entry,
+    sign_approval,
+)
+from ledger.errors import EncodingError, RuleViolation
+from ledger.submission import sign_submission
+
+app = typer.Typer(
+    help="Change the trust list: propose, approve (a majority), submit.",
+    no_args_is_help=True,
+)
+ProposalArg = Annotated[Path, typer.Argument(help="The proposal file.")]
+
+
+def _read(path: Path) -> dict[str, Value]:
+    obj = load_json(path, "proposal")
+    fields = {"origin", "action", "params", "version", "approvals"}
+    if not isinstance(obj, dict) or set(obj) != fields:
+        raise UsageError(f"{path}: a proposal has exactly the fields {sorted(fields)}")
+    if obj["action"] not in GOVERNANCE_ACTIONS or not isinstance(obj["params"], dict):
+        raise UsageError(f"{path}: unknown action or parameters not an object")
+    if not isinstance(obj["version"], int) or not isinstance(obj["approvals"], list):
+        raise UsageError(f"{path}: version must be a number, approvals a list")
+    proposal: dict[str, Value] = obj
+    return proposal
+
+
+def _write(path: Path, proposal: dict[str, Value]) -> None:
+    path.write_text(json.dumps(proposal, indent=2) + "\n", encoding="utf-8")
+
+
+def _approvals(proposal: dict[str, Value]) -> tuple[Approval, ...]:
+    out = []
+    for item in proposal["approvals"]:  # type: ignore[union-attr]
+        if not isinstance(item, dict) or set(item) != {"agency", "signature"}:
+            raise UsageError("an approval is {agency, signature}")
+        try:
+            signature = bytes.fromhex(str(item["signature"]))
+            out.append(Approval(agency=str(item["agency"]), signature=signature))
+        except (ValueError, EncodingError) as exc:
+            raise UsageError(f"bad approval: {exc}") from exc
+    return tuple(out)
+
+
+@app.command()
+def propose(
+    node: NodeOpt,
+    action: Annotated[
+        str, typer.Argument(help=f"One of {', '.join(GOVERNANCE_ACTIONS)}.")
+    ],
+    params: Annotated[Path, typer.Option("--params", help="The parameters (JSON).")],
+    out: Annotated[Path, typer.Option("--out", help="The proposal file to write.")],
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Write a proposal for the next trust-list version of the node's chain."""
+    with handled():
+        if action not in GOVERNANCE_ACTIONS:
+            raise UsageError(f"action must be one of {', '.join(GOVERNANCE_ACTIONS)}")
+        values = load_json(params, "parameters")
+        names = GOVERNANCE_ACTIONS[action]
+        if not isinstance(values, dict) or set(values) != set(names):
+            raise UsageError(f"{params}: {action} takes exactly {', '.join(names)}")
+        # The approvals sign the canonical encoding: fields in schema order.
+        values = {name: values[name] for name in names}
+        if out.exists():
+            raise UsageError(f"{out} exists already")
+        with common.make_client(node, timeout=timeout) as client:
+            trust = client.trust_list()
+        proposal: dict[str, Value] = {
+            "origin": trust.origin,
+            "action": action,
+            "params": values,
+            "version": trust.version + 1,
+            "approvals": [],
+        }
+        _write(out, proposal)
+    render.out.print(
+        f"proposal for trust-list version {trust.version + 1} written to {out}; "
+        f"a majority ({trust.quorum} of {len(trust.agencies)}) must approve it"
+    )
+
+
+@app.command()
+def approve(
+    proposal_file: ProposalArg,
+    key: Annotated[Path, typer.Option("--key", help="The agency's admin key.")],
+    agency: AgencyOpt = None,
+) -> None:
+    """Add this agency's approval (signed with its admin key) to a proposal."""
+    with handled():
+        proposal = _read(proposal_file)
+        signer = common.load_key(key)
+        who = common.agency_for_key(key, agency)
+        kept = [a for a in _approvals(proposal) if a.agency != who]
+        mine = sign_approval(
+            str(proposal["origin"]),
+            action=str(proposal["action"]),
+            params=proposal["params"],  # type: ignore[arg-type]
+            version=int(proposal["version"]),  # type: ignore[arg-type]
+            agency=who,
+            key=signer,
+        )
+        proposal["approvals"] = [
+            {"agency": a.agency, "signature": a.signature.hex()} for a in (*kept, mine)
+        ]
+        _write(proposal_file, proposal)
+    render.out.print(f"{who} approved; {len(kept) + 1} approval(s) in {proposal_file}")
+
+
+@app.command()
+def submit(
+    proposal_file: ProposalArg,
+    node: NodeOpt,
+    key: KeyOpt,
+    agency: AgencyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+) -> None:
+    """Submit an approved proposal, signed with this agency's issuer key."""
+    with handled():
+        proposal = _read(proposal_file)
+        signer, issuer = common.load_key(key), common.agency_for_key(key, agency)
+        try:
+            entry = Governance(
+                issuer=issuer,
+                action=str(proposal["action"]),
+                params=proposal["params"],  # type: ignore[arg-type]
+                version=int(proposal["version"]),  # type: ignore[arg-type]
+                approvals=_approvals(proposal),
+            )
+        except EncodingError as exc:
+            raise UsageError(f"{proposal_file}: {exc}") from exc
+        with common.make_client(node, timeout=timeout) as client:
+            if client.origin() != proposal["origin"]:
+                raise RuleViolation("governance_invalid", "proposal of another chain")
+            sub = sign_submission(
+                str(proposal["origin"]), issuer, [encode_entry(entry)], signer
+            )
+            result = client.submit(sub, wait="final")
+    version = proposal["version"]
+    render.out.print(
+        f"trust list version {version!r} in force from block {result.height}"
+    )
