@@ -300,3 +300,30 @@ class Browser:
         path.write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
         SCREENSHOTS.append(path)
         return path
+
+
+def settled(browser: Browser, probe: Callable[[], T | None], what: str) -> T:
+    """Wait for ``probe``, treating a page still loading as 'not yet'."""
+
+    def safe() -> T | None:
+        try:
+            return probe()
+        except BrowserError:
+            return None
+
+    return browser.wait_for(safe, what=what)
+
+
+def banner(browser: Browser) -> str:
+    """The verify page's status banner title, as shown."""
+    return browser.text(browser.find("#status-title"))
+
+
+def save(browser: Browser, path: Path) -> None:
+    """A screenshot of the page, checked to be a real PNG."""
+    from PIL import Image
+
+    browser.screenshot(path)
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > 0 and image.size[1] > 0

@@ -13,19 +13,25 @@ only. Screenshots go to a temporary folder named at the end of the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, TypeVar
 
 import pytest
-from PIL import Image
 
 from api.qr import qr_url
 from cli.client import LedgerClient
 from cli.cluster import SAMPLE_NAMES
 from cli.documents import AnchorReceipt
-from tests.api.browser import PHONE, Browser, BrowserError, requires_chromium
+from tests.api.browser import (
+    PHONE,
+    Browser,
+    banner,
+    requires_chromium,
+    save,
+    settled,
+)
 from tests.node.harness import Cluster, running_cluster
 
 pytestmark = requires_chromium
@@ -126,29 +132,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cluster-verify-screenshots")
-
-
-def settled(browser: Browser, probe: Callable[[], T | None], what: str) -> T:
-    """Wait for ``probe``, treating a page still loading as 'not yet'."""
-
-    def safe() -> T | None:
-        try:
-            return probe()
-        except BrowserError:
-            return None
-
-    return browser.wait_for(safe, what=what)
-
-
-def banner(browser: Browser) -> str:
-    return browser.text(browser.find("#status-title"))
-
-
-def save(browser: Browser, path: Path) -> None:
-    browser.screenshot(path)
-    with Image.open(path) as image:
-        assert image.format == "PNG"
-        assert image.size[0] > 0 and image.size[1] > 0
 
 
 def requested(browser: Browser) -> list[str]:

@@ -35,11 +35,13 @@ from ledger.domains import DOC_ID
 from tests.api.browser import (
     SMALL_PHONE,
     Browser,
-    BrowserError,
+    banner,
     dump_dom,
     requires_chromium,
+    save,
     screenshot,
     serve,
+    settled,
 )
 
 pytestmark = requires_chromium
@@ -170,29 +172,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("verify-page-screenshots")
-
-
-def settled(browser: Browser, probe: Callable[[], T | None], what: str) -> T:
-    """Wait for ``probe``, treating a page still loading as 'not yet'."""
-
-    def safe() -> T | None:
-        try:
-            return probe()
-        except BrowserError:
-            return None
-
-    return browser.wait_for(safe, what=what)
-
-
-def banner(browser: Browser) -> str:
-    return browser.text(browser.find("#status-title"))
-
-
-def save(browser: Browser, path: Path) -> None:
-    browser.screenshot(path)
-    with Image.open(path) as image:
-        assert image.format == "PNG"
-        assert image.size[0] > 0 and image.size[1] > 0
 
 
 @pytest.mark.parametrize("status", list(IDS))
