@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 import msgpack
@@ -130,11 +131,19 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 # --- the answers every request must give -------------------------------------
 
 
-def problem_failure(status: int, content_type: str, body: bytes) -> str | None:
-    """Why an answer breaks the contract, or None if it keeps it."""
+def problem_failure(
+    status: int, content_type: str, body: bytes, *, page: bool = False
+) -> str | None:
+    """Why an answer breaks the contract, or None if it keeps it.
+
+    ``page``: the verify page, which answers people in HTML, with 404 for an
+    unknown document and 400 for a malformed id.
+    """
     if status >= 500:
         return f"server error {status}: {body[:300]!r}"
     if status < 400:
+        return None
+    if page and status in (400, 404) and content_type.startswith("text/html"):
         return None
     if content_type.split(";")[0].strip() != MEDIA_TYPE:
         return f"{status} answered as {content_type!r}"
@@ -234,7 +243,12 @@ class FuzzRun:
         status = int(response.status_code)
         self.target.seen[status] = self.target.seen.get(status, 0) + 1
         content_type = (response.headers.get("content-type") or [""])[0]
-        why = problem_failure(status, content_type, response.content)
+        why = problem_failure(
+            status,
+            content_type,
+            response.content,
+            page=urlsplit(case.formatted_path).path.startswith("/v/"),
+        )
         if why is not None:
             curl = case.as_curl_command()
             self.failures.append(f"{why} ({seconds:.2f}s): {curl}")
