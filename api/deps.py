@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from fastapi import Response
@@ -35,7 +36,13 @@ class NodeLike(Protocol):
 
     def cluster_info(self) -> dict[str, object]: ...
 
-    async def submit(self, raw: bytes, *, wait_final: bool = False) -> object: ...
+    async def submit(
+        self,
+        raw: bytes,
+        *,
+        wait_final: bool = False,
+        admit: Callable[[str], None] | None = None,
+    ) -> object: ...
 
 
 def json_response(body: object) -> Response:

@@ -25,14 +25,11 @@ from ledger.entries import Anchor, Revoke, Supersede, decode_entry
 from ledger.errors import (
     EncodingError,
     NotLeaderError,
-    RuleViolation,
-    VerificationError,
 )
 from ledger.submission import (
     Submission,
     decode_submission,
     encode_submission,
-    verify_submission,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,26 +102,14 @@ async def submit(
     except EncodingError as exc:
         raise ProblemError("malformed", str(exc)) from exc
     node = _node(request)
-    # Only a submission signed by one of the agency's issuer keys is charged
-    # to its rate bucket: made-up names can neither grow the limiter's table
-    # nor forged submissions spend a real agency's quota.
-    trust = node.store.trust
-    try:
-        agency = trust.agency(sub.agency)
-    except KeyError:
-        raise ProblemError(
-            "invalid-submission",
-            f"unknown agency {sub.agency!r}",
-            extra={"reason": "unknown_agency"},
-        ) from None
-    try:
-        verify_submission(sub, trust.origin, agency.issuer_keys)
-    except VerificationError as exc:
-        raise RuleViolation("bad_signature", exc.message) from None
-    request.app.state.limiter.check(sub.agency)
     started = time.perf_counter()
     try:
-        accepted = await node.submit(raw, wait_final=wait == "final")
+        # The leader charges the agency's rate bucket only once the signature
+        # holds: forged submissions naming an agency cannot spend its quota,
+        # and a forwarded request is charged once, by the leader.
+        accepted = await node.submit(
+            raw, wait_final=wait == "final", admit=request.app.state.limiter.check
+        )
     except NotLeaderError:
         return await _forward(request, raw, wait)
     request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ The batcher keeps no clock: the driver passes the time in.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from dataclasses import dataclass, field
 
@@ -39,7 +40,7 @@ class Batcher:
     max_entries: int
     max_wait_ms: int
     max_inflight: int = 4
-    queue: list[Pending] = field(default_factory=list)
+    queue: collections.deque[Pending] = field(default_factory=collections.deque)
     queued_entries: int = 0
     # Cosignatures collected from peers that no block has carried yet.
     cosignatures: dict[tuple[int, str], Cosignature] = field(default_factory=dict)
@@ -81,7 +82,7 @@ class Batcher:
             nxt = self.queue[0]
             if taken and entries + nxt.entries > self.max_entries:
                 break
-            taken.append(self.queue.pop(0))
+            taken.append(self.queue.popleft())
             entries += nxt.entries
         self.queued_entries -= entries
         sigs = sorted(self.cosignatures.values(), key=lambda s: (s.height, s.agency))

@@ -9,6 +9,7 @@ is applied: intake is a fast path, never the authority.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from ledger.errors import EncodingError, RuleViolation, VerificationError
@@ -28,10 +29,18 @@ class IntakeView(Protocol):
     def nonce_seen(self, agency: str, nonce: bytes) -> bool: ...
 
 
-def precheck(view: IntakeView, raw: bytes, *, now_ms: int) -> int:
+def precheck(
+    view: IntakeView,
+    raw: bytes,
+    *,
+    now_ms: int,
+    admit: Callable[[str], None] | None = None,
+) -> int:
     """Check one encoded submission; return its number of entries.
 
     Raises RuleViolation with the same reason codes the rules use.
+    ``admit(agency)`` runs once the signature holds and may refuse (a rate
+    limit): only an agency's own signed submissions count against it.
     """
     try:
         sub = decode_submission(raw)
@@ -48,6 +57,8 @@ def precheck(view: IntakeView, raw: bytes, *, now_ms: int) -> int:
         verify_submission(sub, trust.origin, agency.issuer_keys)
     except VerificationError as exc:
         raise RuleViolation("bad_signature", exc.message) from None
+    if admit is not None:
+        admit(sub.agency)
     if abs(sub.timestamp_ms - now_ms) > TIMESTAMP_WINDOW_MS:
         raise RuleViolation(
             "timestamp_window",

@@ -256,19 +256,27 @@ class Node:
             "members": members,
         }
 
-    async def submit(self, raw: bytes, *, wait_final: bool = False) -> Accepted:
+    async def submit(
+        self,
+        raw: bytes,
+        *,
+        wait_final: bool = False,
+        admit: Callable[[str], None] | None = None,
+    ) -> Accepted:
         """Propose one signed submission and wait until its block is applied.
 
-        Raises NotLeaderError (not proposed: the API forwards), RuleViolation
-        (refused before proposal or when applied), or ConsensusError when it
-        was not committed in time (it may still commit).
+        ``admit(agency)`` runs once the signature holds (the API's rate
+        limit). Raises NotLeaderError (not proposed: the API forwards),
+        RuleViolation (refused before proposal or when applied), or
+        ConsensusError when it was not committed in time (it may still
+        commit).
         """
         if not self.is_leader:
             raise NotLeaderError(self.soft.leader)
+        entries = precheck(self.store.view(), raw, now_ms=_now_ms(), admit=admit)
         key = submission_key(raw)
         if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")
-        entries = precheck(self.store.view(), raw, now_ms=_now_ms())
         fut: asyncio.Future[tuple[int, int]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -8,7 +8,7 @@ routes, their JSON and the client's parsing are the production ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,13 @@ class StubNode:
             "members": [{"id": self.agency, "voter": True, "api_url": BASE}],
         }
 
-    async def submit(self, raw: bytes, *, wait_final: bool = False) -> object:
+    async def submit(
+        self,
+        raw: bytes,
+        *,
+        wait_final: bool = False,
+        admit: Callable[[str], None] | None = None,
+    ) -> object:
         raise NotImplementedError
 
 
