@@ -95,7 +95,20 @@ def _run_child(path: Path, rng: random.Random) -> int:
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    heights = [int(line.split()[1]) for line in out.splitlines() if line]
+    return _last_applied(out)
+
+
+def _last_applied(out: bytes) -> int:
+    """The highest ``applied N`` line; a last line the kill cut short (no
+    newline yet) proves nothing and is ignored, any other line is a fault."""
+    lines = out.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    assert b"applied ".startswith(tail[:8]), f"unexpected output {tail!r}"
+    heights = []
+    for line in complete:
+        word, _, number = line.partition(b" ")
+        assert word == b"applied" and number.isdigit(), f"bad line {line!r}"
+        heights.append(int(number))
     return max(heights, default=-1)
 
 
