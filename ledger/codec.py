@@ -16,6 +16,7 @@ no unknown or missing keys, types, sizes and ranges.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -36,12 +37,21 @@ INT_MIN: Final = -(2**63)
 INT_MAX: Final = 2**64 - 1
 
 
+# One packer per thread: ``msgpack.packb`` builds a new one per call, which
+# costs about as much as the packing. A failed ``pack`` leaves it reset.
+_local = threading.local()
+
+
 def pack(value: Value) -> bytes:
     """The canonical encoding of ``value`` (dict keys in insertion order)."""
+    packer: msgpack.Packer | None = getattr(_local, "packer", None)
+    if packer is None:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
     try:
-        return msgpack.packb(value, use_bin_type=True)
+        out: bytes = packer.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodingError(f"cannot encode value: {exc}") from exc
+    return out
 
 
 def _pairs_hook(pairs: list[tuple[object, object]]) -> dict[str, object]:
@@ -68,6 +78,53 @@ def _ext_hook(code: int, data: bytes) -> object:
     raise EncodingError(f"extension type {code} is not allowed")
 
 
+def _check_kinds(value: object) -> None:
+    """No float anywhere and only string map keys: the two things a
+    re-pack cannot see (a float packs back to itself)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, val in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    raise EncodingError("map key is not a string")
+                vkind = type(val)
+                if vkind is float:
+                    raise EncodingError(f"float in field {key!r}")
+                if vkind is dict or vkind is list:
+                    stack.append(val)
+        elif kind is list:
+            for val in item:  # type: ignore[attr-defined]
+                vkind = type(val)
+                if vkind is float:
+                    raise EncodingError("float in array")
+                if vkind is dict or vkind is list:
+                    stack.append(val)
+        elif kind is float:
+            raise EncodingError("float value")
+
+
+def _decode(data: bytes | bytearray | memoryview, *, hooks: bool) -> object:
+    try:
+        if hooks:
+            return msgpack.unpackb(
+                data,
+                raw=False,
+                strict_map_key=True,
+                object_pairs_hook=_pairs_hook,
+                list_hook=_list_hook,
+                ext_hook=_ext_hook,
+            )
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_ext_hook)
+    except EncodingError:
+        raise
+    except msgpack.ExtraData as exc:
+        raise EncodingError("trailing bytes after the value") from exc
+    except (ValueError, TypeError, UnicodeDecodeError, msgpack.UnpackException) as exc:
+        raise EncodingError(f"not valid msgpack: {exc}") from exc
+
+
 def unpack(data: bytes, *, max_size: int = MAX_ENCODED_SIZE) -> Value:
     """Decode ``data``, refusing anything but a canonical encoding."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -76,27 +133,16 @@ def unpack(data: bytes, *, max_size: int = MAX_ENCODED_SIZE) -> Value:
         raise EncodingError(f"encoding of {len(data)} bytes exceeds {max_size}")
     if len(data) == 0:
         raise EncodingError("empty input")
-    try:
-        value = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            object_pairs_hook=_pairs_hook,
-            list_hook=_list_hook,
-            ext_hook=_ext_hook,
-        )
-    except EncodingError:
-        raise
-    except msgpack.ExtraData as exc:
-        raise EncodingError("trailing bytes after the value") from exc
-    except (ValueError, TypeError, UnicodeDecodeError, msgpack.UnpackException) as exc:
-        raise EncodingError(f"not valid msgpack: {exc}") from exc
-    if isinstance(value, float):
-        raise EncodingError("float value")
-    if pack(value) != bytes(data):
+    # Decoded without per-map hooks (the hot path: every leaf of every
+    # block); a duplicate key collapses in the dict, so the re-pack below
+    # differs and refuses it. Only then is it decoded again with the hooks,
+    # to say precisely what was wrong.
+    value = _decode(data, hooks=False)
+    _check_kinds(value)
+    if pack(value) != bytes(data):  # type: ignore[arg-type]
+        _decode(data, hooks=True)
         raise EncodingError("not the canonical encoding (non-minimal form?)")
-    return value  # type: ignore[no-any-return]
+    return value  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,10 @@ class StateWriter(Protocol):
     def root(self) -> bytes: ...
 
     def update(
-        self, items: Mapping[bytes, bytes | None]
+        self,
+        items: Mapping[bytes, bytes | None],
+        *,
+        before: dict[bytes, bytes | None] | None = None,
     ) -> tuple[bytes, dict[bytes, bytes | None]]: ...
 
 
@@ -139,6 +142,9 @@ class Applied:
     log_nodes: list[tuple[int, int, bytes]]  # MerkleLog.append output
     state: dict[bytes, StatusRecord]  # final status of every changed key
     state_writes: dict[bytes, bytes | None]  # StateMap.update node writes
+    # Stored bytes (None: absent) the state map read before writing them;
+    # keys it wrote without reading are not here.
+    state_before: dict[bytes, bytes | None]
     nonces: list[tuple[str, bytes, int]]  # (agency, nonce, timestamp_ms)
     history: list[tuple[bytes, int]]  # (state key, leaf index) per change
     trust: TrustList  # in force after the block
@@ -238,9 +244,10 @@ def _seal(
     log_nodes = log.append(overlay.hashes) if overlay.hashes else []
     state_root = smap.root
     writes: dict[bytes, bytes | None] = {}
+    before: dict[bytes, bytes | None] = {}
     if overlay.state:
         items = {key: rec.encode() for key, rec in overlay.state.items()}
-        state_root, writes = smap.update(items)
+        state_root, writes = smap.update(items, before=before)
     header = BlockHeader(
         height=view.height + 1,
         prev_hash=view.last_hash,
@@ -264,6 +271,7 @@ def _seal(
         log_nodes=log_nodes,
         state=overlay.state,
         state_writes=writes,
+        state_before=before,
         nonces=overlay.nonce_list,
         history=overlay.history,
         trust=overlay.trust,

@@ -253,13 +253,15 @@ class StateMap:
     (ValueError otherwise).
     """
 
-    __slots__ = ("_kv", "_pending", "_root")
+    __slots__ = ("_before", "_kv", "_pending", "_root")
 
     def __init__(self, kv: KVReader, root: bytes) -> None:
         check_root(root)
         self._kv = kv
         # Writes returned by update() and not yet marked committed.
         self._pending: _Writes = {}
+        # During update(): where the stored nodes it read go (see update).
+        self._before: _Writes | None = None
         self._root = root
         stored = _ZERO
         if self._read(_ROOT_ID) is not None:
@@ -283,17 +285,26 @@ class StateMap:
         """The caller has written every batch ``update`` returned to the kv."""
         self._pending.clear()
 
-    def update(self, items: Mapping[bytes, bytes | None]) -> tuple[bytes, _Writes]:
+    def update(
+        self, items: Mapping[bytes, bytes | None], *, before: _Writes | None = None
+    ) -> tuple[bytes, _Writes]:
         """Set (bytes) or delete (None) each key; return the new root and the
         kv writes (None = delete) to commit atomically with the block.
 
         Every key and value is checked before anything changes (ValueError,
         TypeError). Deleting an absent key is not an error and writes nothing.
+        ``before``, if given, receives the stored node bytes this update read
+        (as they were before it), so an undo record needs no second read; a
+        written key missing from it is one the update did not read.
         """
         changes = _sorted_changes(items)
         writes: _Writes = {}
         if changes:
-            self._root = self._update_root(changes, writes)
+            self._before = before
+            try:
+                self._root = self._update_root(changes, writes)
+            finally:
+                self._before = None
             self._pending.update(writes)
         return self._root, writes
 
@@ -332,6 +343,8 @@ class StateMap:
         # The root node is kept even when it holds a single leaf (that is
         # where the leaf's key is found); with no keys left it is deleted.
         raw = self._read(_ROOT_ID)
+        if self._before is not None:
+            self._before[_ROOT_ID] = raw
         slots: list[_Slot] = [None] * _FANOUT
         if raw is not None:
             slots = _decode_node(raw, _ROOT_ID)
@@ -369,7 +382,12 @@ class StateMap:
         writes: _Writes,
     ) -> _Slot:
         nid = _node_id(depth, changes[0][0])
-        slots = self._load(nid)
+        raw = self._read(nid)
+        if raw is None:
+            raise CorruptStoreError(f"state node {nid.hex()} is missing")
+        if self._before is not None:
+            self._before[nid] = raw
+        slots = _decode_node(raw, nid)
         changed = self._apply_node(depth, slots, changes, writes)
         if not changed:
             return slot
@@ -395,7 +413,10 @@ class StateMap:
         slots: list[_Slot] = [None] * _FANOUT
         for nib, group in _groups(leaves, depth):
             slots[nib] = self._build(depth + 1, group, writes)
-        writes[_node_id(depth, leaves[0][0])] = _encode_node(slots)
+        nid = _node_id(depth, leaves[0][0])
+        if self._before is not None:
+            self._before[nid] = None  # the precondition: nothing was there
+        writes[nid] = _encode_node(slots)
         return (_full_heap(slots)[0][1], None)
 
     # -- proving -----------------------------------------------------------

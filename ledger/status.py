@@ -19,6 +19,7 @@ last change), so a verifier can fetch and check that leaf.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,6 +59,9 @@ STATUS_FIELDS: Final = (
     Field("digest", bytes, optional=True, size=32),
 )
 _NAMES: Final = tuple(f.name for f in STATUS_FIELDS)
+# Every field's value in schema order, read in one C call (the hot path:
+# one status record per entry of every block).
+_FIELD_VALUES: Final = operator.attrgetter(*_NAMES)
 # Fields each status requires beyond status, issuer and leaf.
 _REQUIRED: Final = {
     "valid": ("doc_type", "issued_at", "anchor_leaf"),
@@ -101,12 +105,11 @@ class StatusRecord:
 
     def to_value(self) -> dict[str, Value]:
         """The canonical map (schema order, absent optionals left out)."""
-        out: dict[str, Value] = {}
-        for name in _NAMES:
-            val = getattr(self, name)
-            if val is not None:
-                out[name] = val
-        return out
+        return {
+            name: val
+            for name, val in zip(_NAMES, _FIELD_VALUES(self), strict=True)
+            if val is not None
+        }
 
     def encode(self) -> bytes:
         return pack(self.to_value())

@@ -148,8 +148,12 @@ def _stage_state(wb: plyvel.WriteBatch, kv: RawKV, applied: Applied) -> None:
         or rec.version == 1
     }
     undo: list[tuple[bytes, bytes | None]] = []
+    before = applied.state_before
     for key, value in applied.state_writes.items():
-        undo.append((key, None if key in fresh else kv.get(key)))
+        if key in before:
+            undo.append((key, before[key]))
+        else:
+            undo.append((key, None if key in fresh else kv.get(key)))
         if value is None:
             wb.delete(key)
         else:

@@ -172,6 +172,28 @@ def test_random_batches_agree_with_a_dict_model(
 
 
 @FAST
+@given(data=st.data())
+def test_before_names_each_written_node_as_it_was_stored(
+    data: st.DataObject,
+) -> None:
+    """The undo record is built from ``before``: a wrong entry there would
+    make a proof at an older height wrong, so each one is held to the kv."""
+    pool = data.draw(st.lists(keys, min_size=1, max_size=24, unique=True))
+    kv: dict[bytes, bytes] = {}
+    smap = StateMap(kv, EMPTY_ROOT)
+    for _ in range(data.draw(st.integers(1, 6))):
+        batch = data.draw(st.dictionaries(st.sampled_from(pool), st.none() | values))
+        before: Writes = {}
+        _, writes = smap.update(batch, before=before)
+        assert set(writes) - set(before) <= {k for k in writes if k[:2] == b"sv"}
+        for key, old in before.items():
+            assert kv.get(key) == old, key.hex()
+        assert all(k.startswith(b"sn") for k in before)
+        commit(kv, writes)
+        smap.mark_committed()
+
+
+@FAST
 @given(
     model=st.dictionaries(keys, values, max_size=30),
     data=st.data(),
