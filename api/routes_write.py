@@ -123,15 +123,8 @@ def _receipts(
     node: NodeLike, accepted: object, sub: Submission, final: bool
 ) -> dict[str, object]:
     block = accepted.block  # type: ignore[attr-defined]
-    index: int = accepted.index  # type: ignore[attr-defined]
+    first: int = accepted.first_leaf  # type: ignore[attr-defined]
     header = block.header
-    # Leaves of accepted submissions follow each other in block order.
-    first = header.first_leaf
-    for earlier, outcome in zip(
-        block.submissions[:index], block.outcomes, strict=False
-    ):
-        if outcome.code == "ok":
-            first += len(decode_submission(earlier).entries)
     receipts = []
     for i, data in enumerate(sub.entries):
         entry = decode_entry(data)

@@ -145,6 +145,27 @@ def unpack(data: bytes, *, max_size: int = MAX_ENCODED_SIZE) -> Value:
     return value  # type: ignore[return-value]
 
 
+def array_length(data: bytes, key: str) -> int:
+    """The length of the array under ``key`` in the encoded map ``data``,
+    read without decoding the array's items.
+
+    For bytes already known to be canonical (they were decoded before, say
+    when their block was applied): it checks nothing else. EncodingError if
+    ``data`` is not a map holding an array under ``key``.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_ENCODED_SIZE)
+    try:
+        unpacker.feed(data)
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == key:
+                length: int = unpacker.read_array_header()
+                return length
+            unpacker.skip()
+    except (ValueError, TypeError, UnicodeDecodeError, msgpack.UnpackException) as exc:
+        raise EncodingError(f"no array under {key!r}: {exc}") from exc
+    raise EncodingError(f"no array under {key!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One key of a record schema.

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from consensus.messages import ConfState, Entry, EntryKind, decode_conf_change
 from ledger.errors import EncodingError
 from ledger.rules import BatchInput
-from node.batcher import submission_key
+from node.batcher import Landed, first_leaves, submission_key
 from node.catchup import snapshot_data
 
 if TYPE_CHECKING:
@@ -116,10 +116,13 @@ class Applier:
         height = block.header.height
         waiters = node.waiters
         if waiters:
+            firsts: list[int] | None = None  # computed once, if anyone waits
             for i, raw in enumerate(block.submissions):
                 fut = waiters.get(submission_key(raw))
                 if fut is not None and not fut.done():
-                    fut.set_result((height, i))
+                    if firsts is None:
+                        firsts = first_leaves(block)
+                    fut.set_result(Landed(block=block, index=i, first_leaf=firsts[i]))
         for hook in node.on_block:
             hook(block, time.perf_counter() - started)
         if store.trust.version != trust.version:

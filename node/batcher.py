@@ -17,7 +17,8 @@ import collections
 import hashlib
 from dataclasses import dataclass, field
 
-from ledger.block import Cosignature
+from ledger.block import OK, Block, Cosignature
+from ledger.codec import array_length
 from ledger.rules import BatchInput
 
 
@@ -26,12 +27,39 @@ class Pending:
     raw: bytes
     entries: int
     since_ms: int
-    future: asyncio.Future[tuple[int, int]]  # (block height, submission index)
+    future: asyncio.Future[Landed]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Landed:
+    """Where an applied submission went: its block (as applied, in memory),
+    its position there and the index of its first leaf (if accepted)."""
+
+    block: Block
+    index: int
+    first_leaf: int
 
 
 def submission_key(raw: bytes) -> bytes:
     """Identifies a submission across nodes: the hash of its bytes."""
     return hashlib.sha256(raw).digest()
+
+
+def first_leaves(block: Block) -> list[int]:
+    """Per submission of ``block``, the leaf index its entries start at.
+
+    Accepted submissions' leaves follow each other in block order from the
+    block's first leaf; a rejected one adds none (its value is where the
+    next accepted one starts). Reads only each array's length: the block's
+    submissions were decoded when it was applied.
+    """
+    cursor = block.header.first_leaf
+    out = []
+    for raw, outcome in zip(block.submissions, block.outcomes, strict=True):
+        out.append(cursor)
+        if outcome.code == OK:
+            cursor += array_length(raw, "entries")
+    return out
 
 
 @dataclass(slots=True, kw_only=True)

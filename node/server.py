@@ -65,7 +65,7 @@ from ledger.errors import (
 from ledger.store import LedgerStore
 from ledger.trust import TrustList
 from node.applier import Applier
-from node.batcher import Batcher, Pending, submission_key
+from node.batcher import Batcher, Landed, Pending, submission_key
 from node.catchup import catch_up
 from node.config import NodeConfig
 from node.cosign import Cosigner
@@ -85,6 +85,7 @@ class Accepted:
 
     block: Block
     index: int  # position of the submission in the block
+    first_leaf: int  # leaf index of the submission's first entry
 
     @property
     def height(self) -> int:
@@ -134,7 +135,7 @@ class Node:
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
         # Submissions waiting for their block, by submission_key.
-        self.waiters: dict[bytes, asyncio.Future[tuple[int, int]]] = {}
+        self.waiters: dict[bytes, asyncio.Future[Landed]] = {}
         self._inflight: list[int] = []  # raft indexes of our proposals
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -277,29 +278,29 @@ class Node:
         key = submission_key(raw)
         if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")
-        fut: asyncio.Future[tuple[int, int]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        fut: asyncio.Future[Landed] = asyncio.get_running_loop().create_future()
         self.waiters[key] = fut
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))
         self._wake.set()
         timeout_s = self.config.submit_timeout_ms / 1000
         try:
-            height, index = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+            landed = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
         except TimeoutError as exc:
             raise ConsensusError("not committed on a quorum in time") from exc
         finally:
             if self.waiters.get(key) is fut:
                 del self.waiters[key]
-        block = self.store.block(height)
+        # The block as applied, from memory: reading it back from the store
+        # for every waiter would cost each one the whole block.
+        block, index = landed.block, landed.index
         outcome = block.outcomes[index]
         if outcome.code != "ok":
             raise RuleViolation(
                 outcome.code, "refused when applied", entry=outcome.entry
             )
         if wait_final:
-            await self.cosigner.wait_final(height, timeout_s)
-        return Accepted(block, index)
+            await self.cosigner.wait_final(block.header.height, timeout_s)
+        return Accepted(block, index, landed.first_leaf)
 
     async def wait_final(self, height: int, timeout_s: float) -> None:
         """Wait until a final checkpoint covers ``height``."""

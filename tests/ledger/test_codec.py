@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ledger.codec import (
     Field,
     Value,
+    array_length,
     build_record,
     check_record,
     pack,
@@ -147,3 +148,14 @@ def test_the_packer_writes_minimal_forms() -> None:
     assert pack("a" * 31)[0] == 0xBF
     assert pack(b"ab") == b"\xc4\x02ab"
     assert msgpack.packb({"a": 1}) == pack({"a": 1})
+
+
+def test_array_length_reads_only_the_named_array() -> None:
+    data = pack({"agency": "moj", "entries": [b"x" * 40] * 300, "signature": b"s"})
+    assert array_length(data, "entries") == 300
+    with pytest.raises(EncodingError, match="no array"):
+        array_length(data, "missing")
+    with pytest.raises(EncodingError, match="no array"):
+        array_length(data, "agency")  # a string, not an array
+    with pytest.raises(EncodingError, match="no array"):
+        array_length(pack([1, 2]), "entries")
