@@ -519,6 +519,35 @@ def test_healthz_and_cluster(cluster: Cluster, agency: str) -> None:
         assert member["api_url"] == cluster.url(member_id)
 
 
+DESIGN_ROUTES: Final = (
+    ("get", "/v1/trust"),
+    ("get", "/v1/checkpoint"),
+    ("get", "/v1/proofs/inclusion"),
+    ("get", "/v1/proofs/consistency"),
+    ("get", "/v1/leaves"),
+    ("get", "/v1/blocks"),
+    ("get", "/v1/blocks/{height}"),
+    ("get", "/v1/documents/{doc_id}"),
+    ("get", "/v1/documents/{doc_id}/bundle"),
+    ("get", "/v1/documents/{doc_id}/qr.png"),
+    ("get", "/v1/documents/{doc_id}/qr.svg"),
+    ("get", "/v1/cluster"),
+    ("post", "/v1/submissions"),
+)
+
+
+@pytest.mark.parametrize("agency", AGENCIES)
+def test_openapi_document_and_docs_page(cluster: Cluster, agency: str) -> None:
+    schema = ok_json(get(cluster, agency, "/openapi.json"))
+    assert schema["openapi"].startswith("3.")
+    for method, path in DESIGN_ROUTES:
+        assert method in schema["paths"].get(path, {}), (method, path)
+    page = get(cluster, agency, "/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/openapi.json" in page.text
+
+
 LEDGER_SERIES: Final = (
     "ledger_submissions_total",
     "ledger_entries_total",

@@ -162,6 +162,9 @@ def test_forged_signature_on_the_served_checkpoint(chain: LocalChain) -> None:
         audit(source, chain.trust)
     assert caught.value.reason == "tampered"
     assert "fails" in str(caught.value)
+    final = chain.store.latest_final()
+    assert final is not None
+    assert caught.value.height == final[0].height  # the block it names
 
 
 def test_checkpoint_of_one_agency_presented_as_final(chain: LocalChain) -> None:

@@ -354,3 +354,40 @@ def test_audit_and_status_over_http(node: FakeNode, tmp_path: Path) -> None:
 def test_audit_of_an_unreachable_node_exits_3(tmp_path: Path) -> None:
     code, _ = run("audit", "--node", "http://127.0.0.1:9", "--timeout", "1")
     assert code == 3
+
+
+def test_audit_of_a_tampered_leaf_exits_20_naming_block_and_leaf(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = []
+    for i in range(3):
+        path = tmp_path / f"t{i}.pdf"
+        path.write_bytes(b"tampered doc %d" % i)
+        files.append(path)
+    receipts = anchor(tmp_path, "police", *files, doc_type="criminal_record")
+    victim = receipts[1]
+    leaf_index = int(victim["leaf_index"])
+    store = node.chain.store
+    honest = store.leaves
+
+    def lying(start: int, end: int) -> list[bytes]:
+        # The node serves one leaf with one byte flipped.
+        leaves = list(honest(start, end))
+        if start <= leaf_index < end:
+            raw = bytearray(leaves[leaf_index - start])
+            raw[-3] ^= 0x01
+            leaves[leaf_index - start] = bytes(raw)
+        return leaves
+
+    monkeypatch.setattr(store, "leaves", lying)
+    genesis = str(tmp_path / "cluster" / "genesis.json")
+    code, output = run("audit", "--node", NODE, "--trust", genesis, "--json")
+    assert code == 20, output
+    body = json.loads(output[output.index("{") :])
+    assert body["result"] == "tampered"
+    assert (body["height"], body["leaf"]) == (int(victim["block_height"]), leaf_index)
+    code, output = run("audit", "--node", NODE, "--trust", genesis)
+    assert code == 20, output
+    assert "AUDIT FAILED" in output
+    assert f"block height: {victim['block_height']}" in output
+    assert f"leaf index:   {leaf_index}" in output

@@ -312,6 +312,53 @@ def test_qr_with_document_offline(fx: Fixture, name: str, status: str) -> None:
     assert code == EXIT_CODES[status]
 
 
+def _other_issuer_trust(fx: Fixture, agency: str) -> Path:
+    """The trust list with ``agency``'s issuer key replaced by another one."""
+    trust = fx.chain.trust
+    info = trust.agency(agency)
+    other = dataclasses.replace(info, issuer_keys=(SigningKey.generate().public_key,))
+    changed = dataclasses.replace(
+        trust,
+        agencies=tuple(other if a.id == agency else a for a in trust.agencies),
+    )
+    path = fx.root / f"other-{agency}-trust.json"
+    changed.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [
+        ("valid", "valid"),
+        ("revoked", "revoked"),
+        ("superseded", "superseded"),
+        ("not_found", "not_found"),
+        ("valid", "tampered"),
+        ("health", "unknown_issuer"),
+    ],
+)
+def test_qr_exit_code_per_status(fx: Fixture, name: str, case: str) -> None:
+    # Each verdict the issue names, through `ledger verify --qr IMAGE FILE`
+    # (offline: the bundle and the pinned trust list), by its exit status.
+    bundle, _, doc = fx.files(name)
+    trust = fx.trust_file
+    if case == "tampered":
+        doc = fx.root / "qr-tampered.pdf"
+        doc.write_bytes(fx.docs[name].content + b"\x00")
+    elif case == "unknown_issuer":
+        trust = _other_issuer_trust(fx, fx.docs[name].issuer)
+    code, output = _verify(
+        "--trust",
+        str(trust),
+        "--bundle",
+        str(bundle),
+        "--qr",
+        str(_qr_image(fx, name)),
+        str(doc),
+    )
+    assert code == EXIT_CODES[case], output
+
+
 def test_qr_with_altered_document_is_tampered(fx: Fixture) -> None:
     bundle, _, _ = fx.files("valid")
     altered = fx.root / "qr-altered.pdf"

@@ -231,10 +231,16 @@ def test_removed_server_cannot_disrupt_the_cluster(pre_vote: bool) -> None:
     c.settle("n1", "n2", "n3")
     assert "n4" not in c.raft("n1").conf_state().voters
     term = c.raft("n1").term
+    campaign = MT.PRE_VOTE if pre_vote else MT.VOTE
+    asked = 0
     for _ in range(10 * 20):  # ten election timeouts, everyone connected
         for nid in ("n1", "n2", "n3", "n4"):
             c.tick(nid)
+        asked += sum(m.src == "n4" and m.type is campaign for m in c.outbox)
         c.settle("n1", "n2", "n3", "n4")
+    # n4 never learned of its removal and kept campaigning, in vain.
+    assert asked > 0 and "n4" in c.raft("n4").conf_state().voters
+    assert pre_vote or c.raft("n4").term > term
     assert c.leaders() == ["n1"] and c.raft("n1").term == term
     assert c.raft("n2").term == term
 

@@ -153,19 +153,25 @@ def test_refused_before_proposal_changes_nothing(cluster: Cluster) -> None:
     good = sign_submission(
         cluster.trust.origin, "police", [entry], cluster.issuer_key("police")
     )
-    _problem(cluster.post_submission(leader, _resign(good, bytes(64))), 403)
+    unsigned = _resign(good, bytes(64))
+    body = _problem(cluster.post_submission(leader, unsigned), 403, "bad_signature")
+    assert body["type"].endswith("/bad-signature")
     flipped = bytes([good.signature[0] ^ 1]) + good.signature[1:]
-    _problem(cluster.post_submission(follower, _resign(good, flipped)), 403)
+    bad = _resign(good, flipped)
+    _problem(cluster.post_submission(follower, bad), 403, "bad_signature")
     other = sign_submission(
         cluster.trust.origin, "police", [entry], cluster.issuer_key("justice")
     )
-    _problem(cluster.post_submission(leader, encode_submission(other)), 422)
+    other_raw = encode_submission(other)
+    _problem(cluster.post_submission(leader, other_raw), 422, "unknown_key")
 
     # (3): over the limits: 10,001 entries, and a body over max_body_bytes.
     big, _ = cluster.anchors("police", MAX_ENTRIES + 1)
     _problem(cluster.post_submission(leader, big), 413, "too_many_entries")
-    _problem(cluster.post_submission(leader, os.urandom(MAX_BODY + 1)), 413)
-    _problem(cluster.post_submission(follower, b"\x93\x01\x02"), 400)
+    body = _problem(cluster.post_submission(leader, os.urandom(MAX_BODY + 1)), 413)
+    assert body["type"].endswith("/payload-too-large")
+    body = _problem(cluster.post_submission(follower, b"\x93\x01\x02"), 400)
+    assert body["type"].endswith("/malformed")
 
     # (4): nothing was proposed, so nothing changed anywhere.
     assert _tips(cluster) == before

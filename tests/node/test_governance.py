@@ -10,16 +10,19 @@ a signature by the old one no longer counts.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from ledger.codec import Value
+from ledger.entries import Anchor, encode_entry
 from ledger.errors import VerificationError
 from ledger.keys import SigningKey, key_id
 from ledger.note import parse_note, sign_note, verify_note
+from ledger.submission import encode_submission, sign_submission
 from ledger.trust import TrustList
-from tests.node.harness import Cluster, running_cluster
+from tests.node.harness import Cluster, now_ms, running_cluster
 
 AGENCIES = ("police", "justice", "health")
 ALL = (*AGENCIES, "land")
@@ -34,6 +37,18 @@ def _trust(cluster: Cluster, version: int) -> TrustList:
         ),
     )
     body = cluster.get("police", "/v1/trust").json()
+    return TrustList.from_json(body["trust_list"])
+
+
+def _trust_on(cluster: Cluster, agencies: tuple[str, ...], version: int) -> TrustList:
+    """The trust list of ``version``, once every node of ``agencies`` has it."""
+    cluster.wait_until(
+        f"trust list version {version}",
+        lambda: all(
+            cluster.cluster_info(a)["trust_version"] >= version for a in agencies
+        ),
+    )
+    body = cluster.get(agencies[0], "/v1/trust").json()
     return TrustList.from_json(body["trust_list"])
 
 
@@ -121,10 +136,64 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
         )
         assert "node key switched agency=health" in c.log("health")
 
-        # (7): ...while a signature by the old key counts for nothing.
+        # (7): ...while a signature by the old key counts for nothing, and
+        # no node's final checkpoint carries one.
         old = SigningKey.load(c.dir / "health" / "node.key")
         body = parse_note(_final_note(c, "police", height)).text
         by_old = sign_note(body, "health", old)
         with pytest.raises(VerificationError):
             verify_note(by_old, _trust(c, 3).note_verifiers(), 1)
+        old_kid = key_id("health", old.public_key)
+        for agency in ALL:
+            note = parse_note(_final_note(c, agency, height))
+            assert all(s.key_id != old_kid for s in note.signatures), agency
+
+        # (8): justice's issuer key is rotated: the live cluster refuses a
+        # submission signed by the retired key and takes one by the new key.
+        retired = c.issuer_key("justice")
+        fresh = SigningKey.generate()
+        params = {
+            "id": "justice",
+            "issuer_key": fresh.public_key,
+            "retire": retired.public_key,
+        }
+        raw = c.governance("rotate_issuer_key", params, version=4)
+        assert c.post_submission(c.wait_leader(), raw).status_code == 200
+        assert _trust(c, 4).agency("justice").issuer_keys == (fresh.public_key,)
+        refused = c.post_submission(c.wait_leader(), _anchor(c, retired))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["reason"] == "unknown_key"
+        taken = c.post_submission(c.wait_leader(), _anchor(c, fresh))
+        assert taken.status_code == 200, taken.text
         c.wait_converged(ALL)
+
+        # (9): the newcomer leaves: out of the trust list, then out of Raft;
+        # the three others go on writing and finalising without it.
+        raw = c.governance("remove_agency", {"id": "land"}, version=5)
+        assert c.post_submission(c.wait_leader(AGENCIES), raw).status_code == 200
+        trust = _trust_on(c, AGENCIES, 5)
+        assert [a.id for a in trust.agencies] == list(AGENCIES)
+
+        def members() -> set[str]:
+            info = c.cluster_info(c.wait_leader(AGENCIES))
+            return {m["id"] for m in info["members"]}
+
+        c.wait_until("land to leave Raft", lambda: members() == set(AGENCIES))
+        height = _write_final(c, "police", "criminal_record")
+        for agency in AGENCIES:
+            verify_note(
+                _final_note(c, agency, height), trust.note_verifiers(), trust.quorum
+            )
+        c.wait_converged(AGENCIES)
+
+
+def _anchor(cluster: Cluster, key: SigningKey) -> bytes:
+    """One new justice anchor signed by ``key``."""
+    entry = Anchor(
+        issuer="justice",
+        doc_id=os.urandom(32),
+        doc_type="birth_registration",
+        issued_at=now_ms(),
+    )
+    sub = sign_submission(cluster.trust.origin, "justice", [encode_entry(entry)], key)
+    return encode_submission(sub)
