@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import (
+    CommitTimeoutError,
     ConsensusError,
     EncodingError,
     LedgerError,
@@ -109,7 +110,6 @@ PROBLEM_TYPES: Final[Mapping[str, ProblemType]] = _types(
         "No document with this id is on the ledger.",
     ),
     ("block-not-found", 404, "Block not found", "No block at this height."),
-    ("leaf-not-found", 404, "Leaf not found", "No leaf at this index."),
     (
         "method-not-allowed",
         405,
@@ -282,6 +282,8 @@ def from_ledger_error(exc: LedgerError) -> ProblemError | None:
     if isinstance(exc, NotLeaderError):
         leader = {} if exc.leader is None else {"leader": exc.leader}
         return ProblemError("not-leader", str(exc), extra=leader)
+    if isinstance(exc, CommitTimeoutError):
+        return ProblemError("timeout", str(exc))
     if isinstance(exc, ConsensusError):
         return ProblemError("unavailable", str(exc))
     if isinstance(exc, EncodingError):

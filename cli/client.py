@@ -6,13 +6,14 @@
 problem's ``status``, ``type``, ``title``, ``detail`` and rule ``code``;
 a failure to reach the node at all is a ``NetworkError``.
 
-Retries. A 503 (no leader or no quorum yet) and a 429 are retried with
-exponential backoff (``Retry-After`` wins when the node sends it). A 503
-of type ``not-leader`` that names the leader sends the request there and
-keeps talking to it. A submission is sent again byte for byte, so if an
-earlier attempt did commit after all, the nonce makes the node refuse the
-copy (409 ``replay``) rather than apply it twice; that ``ClientError`` has
-``retried`` set, because the batch may well be on the ledger.
+Retries. A 503 (no leader or no quorum yet), a 504 (not committed in time:
+it may still commit) and a 429 are retried with exponential backoff
+(``Retry-After`` wins when the node sends it). A 503 of type ``not-leader``
+that names the leader sends the request there and keeps talking to it. A
+submission is sent again byte for byte, so if an earlier attempt did commit
+after all, the nonce makes the node refuse the copy (409 ``replay``) rather
+than apply it twice; that ``ClientError`` has ``retried`` set, because the
+batch may well be on the ledger.
 
 The helpers (``anchor_files``, ``revoke``, ``supersede``, ``record``) build
 the entries, sign them with the agency's issuer key in batches of at most
@@ -89,7 +90,7 @@ MAX_BACKOFF: Final = 5.0
 # Leader hops per request; more means the cluster is electing, and the 503
 # retries (with their backoff) take over.
 MAX_REDIRECTS: Final = 3
-_RETRY_STATUSES: Final = frozenset({429, 503})
+_RETRY_STATUSES: Final = frozenset({429, 503, 504})
 
 
 class LedgerClient:

@@ -89,6 +89,11 @@ class NotLeaderError(ConsensusError):
         self.leader = leader
 
 
+class CommitTimeoutError(ConsensusError):
+    """A proposal was not committed (or made final) in time. Unlike a
+    refusal, it may still commit: a client retries with the same bytes."""
+
+
 class ConfigError(LedgerError):
     """A configuration or trust-list file is missing or wrong."""
 

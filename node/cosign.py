@@ -29,7 +29,7 @@ from typing import Final
 
 from ledger.block import Cosignature
 from ledger.checkpoint import sign_checkpoint
-from ledger.errors import ConsensusError, StorageError, VerificationError
+from ledger.errors import CommitTimeoutError, StorageError, VerificationError
 from ledger.store import LedgerStore
 from node.frames import cosig_frame
 from node.peers import Peers
@@ -127,7 +127,7 @@ class Cosigner:
             self._peers.broadcast(cosig_frame(sigs))
 
     async def wait_final(self, height: int, timeout_s: float) -> None:
-        """Wait until a final checkpoint covers ``height`` (ConsensusError
+        """Wait until a final checkpoint covers ``height`` (CommitTimeoutError
         after ``timeout_s``)."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -136,6 +136,6 @@ class Cosigner:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ConsensusError("no final checkpoint in time")
+                raise CommitTimeoutError("no final checkpoint in time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)

@@ -56,6 +56,7 @@ from consensus.messages import (
 from consensus.raft import Raft, RaftConfig
 from ledger.block import Block, Cosignature
 from ledger.errors import (
+    CommitTimeoutError,
     ConsensusError,
     CorruptStoreError,
     EncodingError,
@@ -286,7 +287,7 @@ class Node:
         try:
             landed = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
         except TimeoutError as exc:
-            raise ConsensusError("not committed on a quorum in time") from exc
+            raise CommitTimeoutError("not committed on a quorum in time") from exc
         finally:
             if self.waiters.get(key) is fut:
                 del self.waiters[key]

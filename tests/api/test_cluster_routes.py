@@ -687,9 +687,8 @@ def test_follower_forwards_to_the_leader(cluster: Cluster, wait: str) -> None:
 # Types no request can trigger on a healthy cluster, and why.
 UNREACHABLE: Final = {
     "bad-request": "every 400 the routes answer has a type of its own",
-    "leaf-not-found": "no route raises it: a leaf out of range is invalid-range",
     "not-leader": "a follower forwards writes to the leader instead",
-    "timeout": "the node reports its timeouts as unavailable",
+    "timeout": "only a commit slower than submit_timeout_ms (10 s) answers it",
     "internal-error": "only a bug answers it",
 }
 

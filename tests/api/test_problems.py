@@ -19,6 +19,7 @@ from api.problems import (
     install_problem_handlers,
 )
 from ledger.errors import (
+    CommitTimeoutError,
     ConsensusError,
     CorruptStoreError,
     EncodingError,
@@ -121,7 +122,7 @@ def assert_problem(response: Response, status: int, slug: str) -> dict[str, obje
 def test_registry_is_consistent() -> None:
     required = {
         "bad-request", "not-found", "document-not-found", "block-not-found",
-        "leaf-not-found", "invalid-hex", "invalid-range", "payload-too-large",
+        "invalid-hex", "invalid-range", "payload-too-large",
         "too-many-entries", "rate-limited", "invalid-submission", "bad-signature",
         "replay", "not-leader", "unavailable", "timeout", "malformed",
         "validation-error", "internal-error", "method-not-allowed",
@@ -254,6 +255,16 @@ def test_rule_codes_map_to_types(code: str, slug: str) -> None:
     assert problem is not None
     assert problem.slug == slug
     assert problem.extra["reason"] == code
+
+
+def test_a_commit_timeout_is_504_and_a_refusal_503() -> None:
+    """A client must tell "may still commit, retry the same bytes" (timeout)
+    from "nothing was proposed" (unavailable)."""
+    late = from_ledger_error(CommitTimeoutError("not committed in time"))
+    refused = from_ledger_error(ConsensusError("no quorum"))
+    assert late is not None and refused is not None
+    assert (late.slug, late.status) == ("timeout", 504)
+    assert (refused.slug, refused.status) == ("unavailable", 503)
 
 
 def test_openapi_documents_problem_responses(client: TestClient) -> None:
