@@ -38,19 +38,30 @@ INT_MAX: Final = 2**64 - 1
 
 
 # One packer per thread: ``msgpack.packb`` builds a new one per call, which
-# costs about as much as the packing. A failed ``pack`` leaves it reset.
+# costs about as much as the packing. A failed ``pack`` leaves it reset. Its
+# buffer keeps the largest size it ever grew to, so after a large value (a
+# block's undo record runs to megabytes) the thread starts a fresh one.
 _local = threading.local()
+_PACKER_BUFFER: Final = 4096
+_KEEP_PACKER_BELOW: Final = 64 * 1024
 
 
 def pack(value: Value) -> bytes:
     """The canonical encoding of ``value`` (dict keys in insertion order)."""
     packer: msgpack.Packer | None = getattr(_local, "packer", None)
     if packer is None:
-        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+        # buf_size is in msgpack's Packer, not yet in its type stubs.
+        packer = msgpack.Packer(
+            use_bin_type=True,
+            buf_size=_PACKER_BUFFER,  # type: ignore[call-arg]
+        )
+        _local.packer = packer
     try:
         out: bytes = packer.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodingError(f"cannot encode value: {exc}") from exc
+    if len(out) >= _KEEP_PACKER_BELOW:
+        _local.packer = None
     return out
 
 
