@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress import (
@@ -136,26 +137,38 @@ def verdict_panel(result: Mapping[str, Any]) -> Panel:
 
 
 def cluster_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="Cluster")
-    for col in ("member", "voter", "role", "term", "leader", "commit", "applied"):
-        table.add_column(col, justify="right" if col in ("term",) else "left")
-    table.add_column("height", justify="right")
-    table.add_column("entries", justify="right")
-    table.add_column("API", overflow="fold")
+    """One row per member, narrow enough for an 80-column terminal: the
+    leader is in the caption, commit and applied index share a column."""
+    leaders = sorted({str(r["leader"]) for r in rows if r.get("leader")})
+    caption = f"leader: {', '.join(leaders) or 'none known'}"
+    caption += "; raft index: committed/applied"
+    table = Table(
+        title="Cluster",
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("member", overflow="fold", min_width=7)
+    for col in ("voter", "role"):
+        table.add_column(col, no_wrap=True)
+    for col in ("term", "raft index", "height", "entries"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("API", no_wrap=True)
     for row in rows:
         role = str(row.get("role", "unreachable"))
         style = {"leader": "bold green", "unreachable": "red"}.get(role, "")
+        commit, applied = row.get("commit_index"), row.get("applied_index")
+        index = "" if commit is None else f"{commit}/{_s(applied)}"
         table.add_row(
             str(row.get("id", "")),
             "yes" if row.get("voter", True) else "learner",
             f"[{style}]{role}[/]" if style else role,
             _s(row.get("term")),
-            _s(row.get("leader")),
-            _s(row.get("commit_index")),
-            _s(row.get("applied_index")),
+            index,
             _s(row.get("height")),
             _s(row.get("tree_size")),
-            _s(row.get("api_url")),
+            _s(row.get("api_url")).removeprefix("http://"),
         )
     return table
 
