@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import tempfile
 from pathlib import Path
 from typing import Final
@@ -27,6 +28,7 @@ SIGN: Final = "ed25519_sign_per_s"
 VERIFY: Final = "ed25519_verify_per_s"
 SHA256: Final = "sha256_small_per_s"
 LEVELDB: Final = "leveldb_batched_puts_per_s"
+LEVELDB_GETS: Final = "leveldb_random_gets_per_s"
 FSYNC: Final = "fsync_per_s"
 
 # A submission's signing message is about this long (prefix, origin,
@@ -39,12 +41,12 @@ LEVELDB_VALUE_BYTES: Final = 100
 
 
 def run(seconds: float, tmp: Path) -> list[Figure]:
-    """All five ceilings; ``tmp`` is a scratch folder on the data disk."""
+    """All six ceilings; ``tmp`` is a scratch folder on the data disk."""
     figures = [
         _sign(seconds),
         _verify(seconds),
         _sha256(seconds),
-        _leveldb(seconds, tmp),
+        *_leveldb(seconds, tmp),
         _fsync(seconds, tmp),
     ]
     # Other processes on the box lower every figure; say how busy it was.
@@ -106,7 +108,8 @@ def _sha256(seconds: float) -> Figure:
     )
 
 
-def _leveldb(seconds: float, tmp: Path) -> Figure:
+def _leveldb(seconds: float, tmp: Path) -> list[Figure]:
+    """Batched puts, then random point reads of the keys they wrote."""
     path = Path(tempfile.mkdtemp(prefix="leveldb-", dir=tmp))
     db = plyvel.DB(str(path), create_if_missing=True)
     value = os.urandom(LEVELDB_VALUE_BYTES)
@@ -121,19 +124,44 @@ def _leveldb(seconds: float, tmp: Path) -> Figure:
         counter[0] = start + LEVELDB_BATCH
         return LEVELDB_BATCH
 
+    rng = random.Random(2)
+
+    def reads() -> int:
+        # Keys the puts wrote, in random order, like a proof's node reads
+        # or a lookup's status read in a store.
+        top = counter[0]
+        get = db.get
+        for _ in range(1_000):
+            if get(b"L" + rng.randrange(top).to_bytes(8, "big")) is None:
+                raise RuntimeError("a key the ceiling wrote is missing")
+        return 1_000
+
     try:
         rate = per_second(batch, min_seconds=seconds)
+        written = counter[0]
+        gets = per_second(reads, min_seconds=seconds)
     finally:
         db.close()
-    return Figure(
-        name=LEVELDB,
-        value=rate,
-        unit="puts/s",
-        note=(
-            f"plyvel write batches of {LEVELDB_BATCH:,}, {LEVELDB_KEY_BYTES}-byte "
-            f"keys, {LEVELDB_VALUE_BYTES}-byte values, not synced"
+    return [
+        Figure(
+            name=LEVELDB,
+            value=rate,
+            unit="puts/s",
+            note=(
+                f"plyvel write batches of {LEVELDB_BATCH:,}, {LEVELDB_KEY_BYTES}-"
+                f"byte keys, {LEVELDB_VALUE_BYTES}-byte values, not synced"
+            ),
         ),
-    )
+        Figure(
+            name=LEVELDB_GETS,
+            value=gets,
+            unit="gets/s",
+            note=(
+                f"plyvel DB.get of random keys among the {written:,} the puts "
+                "wrote, from Python"
+            ),
+        ),
+    ]
 
 
 def _fsync(seconds: float, tmp: Path) -> Figure:

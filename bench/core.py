@@ -1,7 +1,11 @@
-"""In-process figures: the log, the state map and the Raft core.
+"""In-process figures: the log, the state map, Raft, and state proof sizes.
 
 Each phase drives one module directly, with nothing between it and the
 disk, so a slow cluster figure can be traced to the layer that costs it.
+Raft runs twice: the pure core (``bench.raftcore``), then three cores with
+their LevelDB logs over the real peer transport (``bench.transport``).
+State proofs are sized at 10^8 keys on equivalent trees
+(``bench.statesize``).
 The store-level figures (a whole ``LedgerStore`` of 10^6 anchors: disk per
 document, bundles, restart, memory, audit) are in ``bench.ledgerstore`` and
 ``bench.restart``, which this suite runs last.
@@ -9,18 +13,17 @@ document, bundles, restart, memory, audit) are in ``bench.ledgerstore`` and
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
 import plyvel
 
-from bench import ceiling, ledgerstore, raftcore, restart
+from bench import ceiling, ledgerstore, raftcore, restart, statesize, transport
 from bench.figures import Figure, Results, percentile, ratio, say, timed
-from bench.fit import LogFit
 from bench.leaves import LeafMaker
 from bench.profile import Profile
 from ledger.entries import Anchor
@@ -37,17 +40,8 @@ from ledger.store_keys import (
 
 APPEND_BATCH: Final = 10_000
 STATE_BATCH: Final = 10_000
-PROOF_KEYS: Final = 500  # state proofs sampled per size
 PROOF_VERIFIED: Final = 50  # inclusion proofs also checked against the root
-STATE_TARGET: Final = 10**8
-
-
-class EmptyKV:
-    """A ``KVReader`` holding nothing: the state map then builds in memory
-    from its own pending writes, which is all a proof size needs."""
-
-    def get(self, key: bytes) -> bytes | None:
-        return None
+PROOF_COUNTED: Final = 200  # inclusion proofs whose reads are counted
 
 
 def run(profile: Profile, tmp: Path, ceilings: Results) -> list[Figure]:
@@ -58,11 +52,15 @@ def run(profile: Profile, tmp: Path, ceilings: Results) -> list[Figure]:
     out += _state_update_phase(profile, tmp, ceilings)
     say("core: Raft core")
     out += _raft_phase(profile)
-    out += _store_phase(profile, tmp)
+    say("core: Raft over LevelDB and the peer transport")
+    out.append(_transport_phase(profile, tmp, ceilings))
+    say(f"core: state proofs at {profile.state_proof_keys:,} keys")
+    out += _state_proof_phase(profile)
+    out += _store_phase(profile, tmp, ceilings)
     return out
 
 
-def _store_phase(profile: Profile, tmp: Path) -> list[Figure]:
+def _store_phase(profile: Profile, tmp: Path, ceilings: Results) -> list[Figure]:
     """The whole store, then a node restarted on it (see bench.restart)."""
     say(f"core: ledger store of up to {profile.ledger_entries:,} anchors")
     try:
@@ -70,13 +68,12 @@ def _store_phase(profile: Profile, tmp: Path) -> list[Figure]:
     except Exception as exc:  # reported as figures, the run goes on
         why = f"building the store failed: {type(exc).__name__}: {exc}"
         say(f"core: {why}")
-        # The state proof does not need the store: size it in memory.
-        return [*_state_proof_phase(profile), *ledgerstore.not_built(why)]
+        return ledgerstore.not_built(why)
     say(f"core: sizing the store ({built.tree_size:,} anchors)")
-    out = ledgerstore.figures(built)
+    out = ledgerstore.figures(built, ceilings)
     say("core: a node restarted on the store; audit")
     try:
-        out += restart.run(profile, built, tmp)
+        out += restart.run(profile, built, tmp, ceilings)
     except Exception as exc:  # reported as figures, the run goes on
         why = f"the node on the built store failed: {type(exc).__name__}: {exc}"
         say(f"core: {why}")
@@ -113,7 +110,7 @@ def _log_phase(profile: Profile, tmp: Path, ceilings: Results) -> list[Figure]:
                 wb.write()
             seconds += t.elapsed
             if log.size == profile.proof_size:
-                proof_figures = _inclusion(profile, kv, log.size)
+                proof_figures = _inclusion(profile, kv, log.size, ceilings)
         rate = log.size / seconds
     finally:
         db.close()
@@ -132,7 +129,32 @@ def _log_phase(profile: Profile, tmp: Path, ceilings: Results) -> list[Figure]:
     return [appends, *proof_figures]
 
 
-def _inclusion(profile: Profile, kv: LevelKV, size: int) -> list[Figure]:
+class CountingKV:
+    """A ``RawKV`` that counts the reads through it: point gets, range scans
+    (one seek each) and the values the scans yield."""
+
+    def __init__(self, kv: LevelKV) -> None:
+        self._kv = kv
+        self.gets = 0
+        self.scans = 0
+        self.scanned = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.gets += 1
+        return self._kv.get(key)
+
+    def scan(
+        self, start: bytes, stop: bytes, *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self.scans += 1
+        for item in self._kv.scan(start, stop, reverse=reverse):
+            self.scanned += 1
+            yield item
+
+
+def _inclusion(
+    profile: Profile, kv: LevelKV, size: int, ceilings: Results
+) -> list[Figure]:
     # A fresh log over the stored nodes, as a restarted store opens it.
     log = MerkleLog(StoredNodes(kv), size)
     root = log.root()
@@ -148,6 +170,19 @@ def _inclusion(profile: Profile, kv: LevelKV, size: int) -> list[Figure]:
             assert leaf is not None
             verify_inclusion(leaf_hash(leaf), index, size, proof, root)
     mean_ms = 1000 * sum(times) / len(times)
+    # What the proofs read, counted on a second log (so the timed one pays
+    # no counting): each get or scan is at least one LevelDB read, and each
+    # leaf a scan yields is hashed (levels below STORED_MIN_LEVEL are not
+    # stored). Their cost at the machine's rates bounds a proof's time.
+    counting = CountingKV(kv)
+    counted = MerkleLog(StoredNodes(counting), size)
+    for index in indexes[:PROOF_COUNTED]:
+        counted.inclusion_proof(index, size)
+    reads = (counting.gets + counting.scans) / PROOF_COUNTED
+    hashes = counting.scanned / PROOF_COUNTED
+    gets = ceilings.value(ceiling.LEVELDB_GETS)
+    sha = ceilings.value(ceiling.SHA256)
+    floor_ms = 1000 * (reads / gets + hashes / sha) if gets and sha else None
     return [
         Figure(
             name="inclusion_proof_ms",
@@ -155,9 +190,14 @@ def _inclusion(profile: Profile, kv: LevelKV, size: int) -> list[Figure]:
             unit="ms",
             goal=1.0,
             higher_is_better=False,
+            ceiling_ratio=ratio(floor_ms, mean_ms),
             note=(
                 f"mean of {len(times):,} proofs at {size:,} leaves from LevelDB "
-                f"(p99 {1000 * percentile(times, 0.99):.3f} ms), random leaves"
+                f"(p99 {1000 * percentile(times, 0.99):.3f} ms), random leaves; "
+                f"ceiling: the {reads:.1f} LevelDB reads and {hashes:.1f} leaf "
+                f"hashes a proof needs (mean of {PROOF_COUNTED}) at "
+                "leveldb_random_gets_per_s and sha256_small_per_s"
+                + ("" if floor_ms is None else f", {floor_ms:.3f} ms")
             ),
         )
     ]
@@ -225,37 +265,29 @@ def _state_update_phase(profile: Profile, tmp: Path, ceilings: Results) -> list[
 
 
 def _state_proof_phase(profile: Profile) -> list[Figure]:
-    """Proof sizes at a few sizes, fitted to a + b·log2(n), extrapolated."""
-    smap = StateMap(EmptyKV(), EMPTY_ROOT)
-    value = _status_value()
-    rng = random.Random(3)
-    have = 0
-    points: list[tuple[int, float]] = []
-    for size in sorted(profile.state_sizes):
-        sample: list[bytes] = []
-        while have < size:
-            count = min(200_000, size - have)
-            keys = [os.urandom(32) for _ in range(count)]
-            smap.update(dict.fromkeys(keys, value))
-            have += count
-            sample = keys  # the newest keys are as deep as any
-        picked = rng.sample(sample, min(PROOF_KEYS, len(sample)))
-        sizes = [len(smap.prove(k).to_bytes()) for k in picked]
-        points.append((size, sum(sizes) / len(sizes)))
-    fit = LogFit.of(points)
-    measured = ", ".join(f"{n:,}: {b:.0f}" for n, b in points)
+    """Present keys' proofs in a map of ``state_proof_keys`` random keys,
+    each measured on an equivalent tree (``bench.statesize``)."""
+    n = profile.state_proof_keys
+    proofs = statesize.sample(n, profile.state_proof_samples, _status_value(), 3)
+    sizes = [p.bytes for p in proofs]
+    depths = [p.depth for p in proofs]
+    siblings = [p.siblings for p in proofs]
     return [
         Figure(
             name="state_proof_bytes_at_1e8",
-            value=fit.at(STATE_TARGET),
+            value=sum(sizes) / len(sizes),
             unit="bytes",
             goal=1_200,
             higher_is_better=False,
             note=(
-                "EXTRAPOLATED, not measured: mean canonical proof size "
-                f"(StateProof.to_bytes) of present keys measured at {measured} "
-                f"keys, fitted as {fit.describe()} and evaluated at "
-                f"log2(1e8) = {math.log2(STATE_TARGET):.1f}"
+                f"measured, not extrapolated: mean StateProof.to_bytes of "
+                f"{len(sizes):,} present keys in a map of {n:,} random keys "
+                f"(max {max(sizes):,} bytes; depth mean "
+                f"{sum(depths) / len(depths):.1f}, max {max(depths)}; "
+                f"{sum(siblings) / len(siblings):.1f} non-empty siblings), each "
+                "proved and verified in a real StateMap holding the key and one "
+                "key per non-empty sibling subtree on its path, drawn level by "
+                "level as Binomial(m, 1/2)"
             ),
         )
     ]
@@ -279,3 +311,13 @@ def _raft_phase(profile: Profile) -> list[Figure]:
             ),
         )
     ]
+
+
+def _transport_phase(profile: Profile, tmp: Path, ceilings: Results) -> Figure:
+    path = Path(tempfile.mkdtemp(prefix="raft-transport-", dir=tmp))
+    try:
+        return transport.run(profile, path, ceilings)
+    except Exception as exc:  # reported as a figure, the run goes on
+        why = f"{type(exc).__name__}: {exc}"
+        say(f"core: Raft over the transport failed: {why}")
+        return transport.not_run(why)

@@ -30,7 +30,8 @@ class Figure:
     unit: str
     goal: float | None = None
     higher_is_better: bool = True
-    # value / the machine ceiling it is bounded by (bench/ceiling.py).
+    # The share of the machine ceiling that bounds it (bench/ceiling.py):
+    # value / ceiling for a rate, ceiling time / value for a time; <= 1.
     ceiling_ratio: float | None = None
     # value / what etcd does with the same load (bench/etcd.py).
     etcd_ratio: float | None = None

@@ -22,7 +22,8 @@ class Profile:
     log_leaves: int  # leaves appended for store_appends_per_s
     proof_size: int  # tree size of inclusion_proof_ms
     proof_samples: int
-    state_sizes: tuple[int, ...]  # key counts the state proof is sized at
+    state_proof_keys: int  # keys in the map the state proof is sized in
+    state_proof_samples: int  # present keys' proofs sized there
     state_update_keys: int  # keys written for state_updates_per_s
     raft_entries: int  # entries through the pure Raft core
     raft_seconds: float
@@ -49,6 +50,8 @@ class Profile:
     lookup_concurrency: int
     lookup_seconds: float
     failover_rounds: int
+    # bench/transport.py: Raft over LevelDB and the peer transport.
+    transport_entries: int
     transport_seconds: float
 
 
@@ -58,7 +61,8 @@ QUICK = Profile(
     log_leaves=1_000_000,
     proof_size=1_000_000,
     proof_samples=2_000,
-    state_sizes=(10_000, 100_000, 1_000_000),
+    state_proof_keys=10**8,
+    state_proof_samples=1_000,
     state_update_keys=100_000,
     raft_entries=200_000,
     raft_seconds=5.0,
@@ -80,7 +84,8 @@ QUICK = Profile(
     lookup_concurrency=32,
     lookup_seconds=5.0,
     failover_rounds=1,
-    transport_seconds=3.0,
+    transport_entries=200_000,
+    transport_seconds=4.0,
 )
 
 FULL = Profile(
@@ -89,7 +94,8 @@ FULL = Profile(
     log_leaves=10_000_000,
     proof_size=1_000_000,
     proof_samples=10_000,
-    state_sizes=(10_000, 100_000, 1_000_000),
+    state_proof_keys=10**8,
+    state_proof_samples=10_000,
     state_update_keys=2_000_000,
     raft_entries=2_000_000,
     raft_seconds=60.0,
@@ -111,5 +117,6 @@ FULL = Profile(
     lookup_concurrency=32,
     lookup_seconds=20.0,
     failover_rounds=3,
-    transport_seconds=10.0,
+    transport_entries=2_000_000,
+    transport_seconds=30.0,
 )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,8 +25,10 @@ from bench.figures import Figure
 from bench.http1 import Reply
 from bench.leaves import LeafMaker
 from bench.load import LostWriteError, Request
+from bench.statesize import DictKV, binomial_half, proof_for_path, sample
 from bench.submit import Issuer, Ledger, check_leaves
 from ledger.keys import SigningKey
+from ledger.statemap import EMPTY_ROOT, StateMap
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 LATEST: Final = ROOT / "bench" / "results" / "latest.json"
@@ -210,3 +214,50 @@ def test_a_receipt_for_another_document_is_not_an_acknowledgement() -> None:
         200, json.dumps({"status": "accepted", "receipts": receipts[:1]}).encode()
     )
     assert ledger.accept(req, partial) is not None
+
+
+# --- state proofs at 10^8 keys, on an equivalent tree (bench.statesize) -------
+
+VALUE: Final = b"status record of some document"
+
+
+def _real_map(n: int, seed: int) -> tuple[StateMap, list[bytes]]:
+    rng = random.Random(seed)
+    keys = [rng.randbytes(32) for _ in range(n)]
+    kv = DictKV()
+    root, writes = StateMap(kv, EMPTY_ROOT).update(dict.fromkeys(keys, VALUE))
+    kv.data.update({k: v for k, v in writes.items() if v is not None})
+    return StateMap(kv, root), keys
+
+
+def test_an_equivalent_tree_gives_a_real_proof_its_exact_size() -> None:
+    smap, keys = _real_map(2_000, seed=21)
+    for key in keys[:300]:
+        real = smap.prove(key)
+        depths = [d + 1 for d, h in enumerate(real.path()) if h != EMPTY_ROOT]
+        sized = proof_for_path(depths, VALUE)
+        assert sized.bytes == len(real.to_bytes())
+        assert (sized.depth, sized.siblings) == (real.depth, len(real.siblings))
+
+
+def test_drawn_paths_size_proofs_as_a_real_map_of_as_many_keys() -> None:
+    smap, keys = _real_map(2_000, seed=22)
+    real = [len(smap.prove(k).to_bytes()) for k in keys]
+    drawn = [p.bytes for p in sample(2_000, 2_000, VALUE, seed=23)]
+    assert statistics.mean(drawn) == pytest.approx(statistics.mean(real), rel=0.02)
+    assert statistics.pstdev(drawn) == pytest.approx(statistics.pstdev(real), rel=0.2)
+    assert max(drawn) - min(drawn) > 0  # a distribution, not one size
+
+
+@pytest.mark.parametrize("m", [0, 1, 7, 4_096, 4_097, 10**6, 10**8])
+def test_binomial_draws_have_the_mean_and_variance_of_binomial_m_half(
+    m: int,
+) -> None:
+    rng = random.Random(m)
+    draws = [binomial_half(rng, m) for _ in range(4_000)]
+    assert all(0 <= x <= m for x in draws)
+    if m == 0:
+        return
+    # Four standard errors of the mean, and 15% on the variance.
+    assert abs(statistics.mean(draws) - m / 2) < 4 * (m / 4 / len(draws)) ** 0.5
+    assert statistics.pvariance(draws) == pytest.approx(m / 4, rel=0.15)
