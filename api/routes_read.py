@@ -18,6 +18,10 @@ from ledger.keys import verifier_key_string
 router = APIRouter()
 MAX_LEAVES = 1000
 MAX_BLOCKS = 100
+# A page of blocks stops once its submissions reach this many bytes (after
+# at least one block): a hundred blocks of 10,000 entries would be a
+# response of hundreds of megabytes, held in the node's memory at once.
+MAX_PAGE_SUBMISSION_BYTES = 8 << 20
 UINT = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
@@ -141,8 +145,17 @@ def blocks(
     limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS)] = 20,
     raw: bool = False,
 ) -> Response:
-    """Blocks from ``start``, at most ``limit`` (100) of them."""
+    """Blocks from ``start``, at most ``limit`` (100) of them, and fewer when
+    they are large (about 8 MiB of submissions a page): go on from the last
+    height returned."""
     store = _node(request).store
     last = min(store.height, start + limit - 1)
-    items = [block_json(store.block(h), raw=raw) for h in range(start, last + 1)]
+    items = []
+    size = 0
+    for height in range(start, last + 1):
+        block = store.block(height)
+        items.append(block_json(block, raw=raw))
+        size += sum(len(sub) for sub in block.submissions)
+        if size >= MAX_PAGE_SUBMISSION_BYTES:
+            break
     return json_response({"start": start, "height": store.height, "blocks": items})

@@ -164,3 +164,20 @@ def test_verify_online_unknown_document(
         VerifyRequest(qr=image), client_factory=lambda url: _client(transport)
     )
     assert outcome.status == "not_found"
+
+
+def test_large_blocks_come_in_short_pages_and_the_audit_pages_on(
+    served: tuple[LocalChain, httpx.MockTransport, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page of blocks stops at its byte budget (here: any one block), and
+    the auditor continues from the last height served."""
+    import api.routes_read
+
+    chain, transport, _ = served
+    monkeypatch.setattr(api.routes_read, "MAX_PAGE_SUBMISSION_BYTES", 1)
+    with _client(transport) as client:
+        page = client.blocks(1, 100, raw=False)
+        assert [b["height"] for b in page] == [1]
+        report = audit(ClientSource(client), chain.trust)
+    assert report.blocks == chain.store.height > 1
