@@ -21,6 +21,9 @@ from ledger.store import LedgerStore
 from ledger.submission import decode_submission
 
 HEX64: Final = re.compile(r"[0-9a-f]{64}")
+# One encoder for every answer: json.dumps with options builds a new one
+# per call.
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class NodeLike(Protocol):
@@ -52,10 +55,7 @@ def json_response(body: object) -> Response:
     encoder FastAPI applies to returned values (which walks every value) is
     pure cost on the busiest reads (bundles, proofs).
     """
-    return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
-        media_type="application/json",
-    )
+    return Response(_JSON.encode(body), media_type="application/json")
 
 
 def parse_doc_id(value: str) -> bytes:

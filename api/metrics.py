@@ -14,7 +14,7 @@ agency-supplied string, which would grow the series without bound.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from prometheus_client import (
@@ -71,6 +71,12 @@ class Metrics:
     http_requests: Counter
     # labels: method, route.
     http_latency: Histogram
+    # The labelled children observe_http updates, by (method, route, status):
+    # looking them up in prometheus-client each time costs more than the
+    # update. As many as the series themselves.
+    _http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(
+        default_factory=dict, repr=False
+    )
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric and its content type."""
@@ -80,8 +86,15 @@ class Metrics:
         self, method: str, route: str, status: int, seconds: float
     ) -> None:
         """Count one answered request and its duration."""
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        children = self._http_children.get((method, route, status))
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_latency.labels(method, route),
+            )
+            self._http_children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:

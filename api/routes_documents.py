@@ -21,7 +21,7 @@ from api.verify_page import VERIFY_PAGE_HEADERS, VerifyView, render_verify_page
 from ledger.bundle import build_bundle
 from ledger.entries import decode_entry
 from ledger.errors import LedgerError, StorageError, VerificationError
-from ledger.store import NotFoundError
+from ledger.store import LedgerStore, NotFoundError
 from ledger.verify import Verdict, verify_bundle
 
 router = APIRouter()
@@ -39,9 +39,19 @@ def _now_ms() -> int:
 @router.get("/v1/documents/{doc_id}", tags=["documents"])
 def document(request: Request, doc_id: str) -> Response:
     """The current status of a document and every change to it."""
+    return document_response(_node(request).store, doc_id)
+
+
+@router.get("/v1/documents/{doc_id}/bundle", tags=["documents"])
+def bundle(request: Request, doc_id: str) -> Response:
+    """Everything needed to verify the document offline with the trust list."""
+    return bundle_response(_node(request).store, doc_id)
+
+
+def document_response(store: LedgerStore, doc_id: str) -> Response:
+    """The answer of ``GET /v1/documents/{doc_id}`` (ProblemError if none)."""
     key = parse_doc_id(doc_id)
-    store = _node(request).store
-    rec = store.status(key)
+    rec, rows = store.status_and_history(key)
     if rec is None or rec.status == "record":
         raise ProblemError("document-not-found", f"no document {doc_id}")
     status = rec.status
@@ -56,7 +66,7 @@ def document(request: Request, doc_id: str) -> Response:
             "block": height,
             "kind": type(decode_entry(store.leaf(leaf))).__name__.lower(),
         }
-        for leaf, height in store.history(key)
+        for leaf, height in rows
     ]
     return json_response(
         {
@@ -78,12 +88,11 @@ def document(request: Request, doc_id: str) -> Response:
     )
 
 
-@router.get("/v1/documents/{doc_id}/bundle", tags=["documents"])
-def bundle(request: Request, doc_id: str) -> Response:
-    """Everything needed to verify the document offline with the trust list."""
+def bundle_response(store: LedgerStore, doc_id: str) -> Response:
+    """The answer of ``GET /v1/documents/{doc_id}/bundle``."""
     key = parse_doc_id(doc_id)
     try:
-        return json_response(build_bundle(_node(request).store, key))
+        return json_response(build_bundle(store, key))
     except NotFoundError as exc:
         # The key of a registry record: no document has it.
         raise ProblemError("document-not-found", f"no document {doc_id}") from exc

@@ -30,7 +30,7 @@ from ledger.entries import Revoke, Supersede, decode_entry
 from ledger.errors import CorruptStoreError, EncodingError
 from ledger.keys import encode_base64
 from ledger.store import LedgerStore, NoFinalCheckpointError, NotFoundError
-from ledger.store_read import decode_status
+from ledger.store_read import read_status
 
 BUNDLE_VERSION: Final = 1
 
@@ -64,7 +64,7 @@ def _build(
     store: LedgerStore, doc_id: bytes, cp: Checkpoint, note: str
 ) -> dict[str, JSONValue]:
     value, proof = store.prove_state(doc_id, height=cp.height)
-    status = decode_status(value)
+    status = read_status(value)
     anchor: dict[str, JSONValue] | None = None
     changes: list[JSONValue] = []
     if status is not None:
@@ -95,7 +95,7 @@ def _change_leaves(
 ) -> list[int]:
     """Leaves after the anchor and below ``size`` that changed the status."""
     out: list[int] = []
-    for index, _ in store.history(doc_id):
+    for index, _ in store.changes(doc_id):
         if not anchor < index < size:
             continue
         try:

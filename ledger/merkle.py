@@ -36,6 +36,7 @@ __all__ = [
     "DictNodeStore",
     "MerkleLog",
     "NodeReader",
+    "TreeLevels",
     "inclusion_path",
     "leaf_hash",
     "node_hash",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 HASH_SIZE: Final = 32
+_RANGES_KEPT: Final = 256  # MerkleLog's kept edge ranges, about 100 B each
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 
 _sha256 = hashlib.sha256
@@ -106,6 +108,39 @@ def inclusion_path(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
         level = _next_level(level)
         index >>= 1
     return path
+
+
+class TreeLevels:
+    """Every level of the tree over some leaf hashes, leaves first, so that
+    each inclusion path costs no hashing (building costs ``n - 1`` hashes
+    and keeps about ``2n`` of them). Immutable once built."""
+
+    __slots__ = ("_levels",)
+
+    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+        levels: list[Sequence[bytes]] = [tuple(leaf_hashes)]
+        while len(levels[-1]) > 1:
+            levels.append(tuple(_next_level(levels[-1])))
+        self._levels = tuple(levels)
+
+    @property
+    def size(self) -> int:
+        return len(self._levels[0])
+
+    def path(self, index: int) -> list[bytes]:
+        """``inclusion_path(leaf_hashes, index)``, read from the levels.
+
+        Precondition: ``0 <= index < size`` (``ValueError``).
+        """
+        if not 0 <= index < self.size:
+            raise ValueError(f"index {index} outside [0, {self.size})")
+        path: list[bytes] = []
+        for level in self._levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            index >>= 1
+        return path
 
 
 # --- verification -------------------------------------------------------------
@@ -314,6 +349,10 @@ class MerkleLog:
         ]
         self._by_id = self._peak_index()
         self._root: bytes | None = None
+        # Hashes of ranges cut short by a tree's right edge, by (start, end):
+        # every proof in the left part of a tree of one size needs the same
+        # one. Leaves never change once stored, so a kept hash is not stale.
+        self._ranges: dict[tuple[int, int], bytes] = {}
 
     @property
     def size(self) -> int:
@@ -408,11 +447,22 @@ class MerkleLog:
         Precondition: ``start < end`` and ``start`` is a multiple of the
         largest power of two not above ``end - start``.
         """
+        bits = _set_bits(end - start)
+        if len(bits) == 1:
+            return self._node(bits[0], start >> bits[0])
+        kept = self._ranges.get((start, end))
+        if kept is not None:
+            return kept
         pieces: list[bytes] = []
-        for level in _set_bits(end - start):
-            pieces.append(self._node(level, start >> level))
-            start += 1 << level
-        return _fold(pieces)
+        at = start
+        for level in bits:
+            pieces.append(self._node(level, at >> level))
+            at += 1 << level
+        digest = _fold(pieces)
+        if len(self._ranges) >= _RANGES_KEPT:
+            self._ranges.clear()
+        self._ranges[(start, end)] = digest
+        return digest
 
     def _path(self, level: int, index: int, size: int) -> list[bytes]:
         """Siblings from node ``(level, index)`` up to the root of ``size``.

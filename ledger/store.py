@@ -18,8 +18,9 @@ Invariants:
 - Writers (``apply``, cosignatures, snapshots) hold ``_lock``. The tip is
   replaced whole (never mutated) under ``_publish`` together with the write
   that makes it true; a reader that needs the tip and the state to agree
-  takes both under ``_publish`` (a LevelDB snapshot). Other reads touch
-  append-only data and need no lock.
+  takes a LevelDB snapshot whose tip record is the published tip's (or
+  takes both under ``_publish``). Other reads touch append-only data and
+  need no lock.
 
 Integrity (``ledger.store_check``): ``open`` always checks the tip: hash
 links of the last blocks, tree size against the leaves, the tip block's
@@ -87,15 +88,16 @@ from ledger.store_keys import (
 )
 from ledger.store_read import (
     BatchProof,
+    CachedNodes,
     LeafLocation,
     NoFinalCheckpointError,
     NotFoundError,
     PastKV,
     StoreView,
     batch_proof,
-    decode_status,
     locate,
     past_overlay,
+    read_status,
 )
 from ledger.store_write import (
     check_cosignature,
@@ -120,6 +122,12 @@ logger = logging.getLogger(__name__)
 FULL_CHECK_MAX_LEAVES: Final = 50_000
 MAX_LEAVES_PER_READ: Final = 1000
 MAX_BLOCKS_PER_READ: Final = 100
+# Tries at a consistent tip and snapshot without the publish lock.
+LOCK_FREE_TRIES: Final = 2
+# Log nodes of 2**10 leaves and more are kept once read (32 bytes each, and
+# under 10,000 of them at 10^7 leaves), at most this many.
+KEPT_NODES: Final = 16_384
+KEPT_MIN_LEVEL: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,7 @@ class LedgerStore:
         self._path = path
         self._db = db
         self._kv = LevelKV(db)
-        self._nodes = StoredNodes(self._kv)
+        self._nodes = _kept_nodes(self._kv)
         self._genesis = genesis
         self._chain_id = genesis.chain_id()
         self._lock = threading.RLock()  # writers
@@ -146,7 +154,8 @@ class LedgerStore:
         # (trust version, latest final): what readers get without the lock.
         self._final: tuple[int, tuple[Checkpoint, str] | None] | None = None
         self._undo_floor = 0  # no undo record below this height
-        self._past: tuple[int, int, dict[bytes, bytes | None]] | None = None
+        # (height, tip height, overlay, state root at height): _state_at's.
+        self._past: tuple[int, int, dict[bytes, bytes | None], bytes] | None = None
         self._smap: StateMap | None = None  # the writer's, at the tip
         self._tip = self._load_tip()
 
@@ -231,13 +240,27 @@ class LedgerStore:
     @contextmanager
     def _consistent(self) -> Iterator[tuple[_Tip, LevelKV]]:
         """The tip and a LevelDB snapshot that holds exactly that tip."""
-        with self._publish:
-            tip = self._tip
-            snap = self._db.snapshot()
+        tip, snap = self._tip_snapshot()
         try:
             yield tip, LevelKV(snap)
         finally:
             snap.close()
+
+    def _tip_snapshot(self) -> tuple[_Tip, plyvel.DB]:
+        # A writer holds _publish through its synced write, and a reader on
+        # the event loop should not wait for a disk flush: first without
+        # the lock. The tip record is written in the same batch as its
+        # block, so a snapshot holding the published tip's record holds
+        # exactly that tip; one that does not caught a write between the
+        # two reads, and the next try (or the lock) settles it.
+        for _ in range(LOCK_FREE_TRIES):
+            tip = self._tip
+            snap = self._db.snapshot()
+            if snap.get(META) == tip.meta.encode():
+                return tip, snap
+            snap.close()
+        with self._publish:
+            return self._tip, self._db.snapshot()
 
     def close(self) -> None:
         with self._lock:
@@ -452,7 +475,7 @@ class LedgerStore:
 
     def status(self, key: bytes) -> StatusRecord | None:
         """The current status under ``key`` (a doc id or a record key)."""
-        return decode_status(self._kv.get(VALUE_PREFIX + key))
+        return read_status(self._kv.get(VALUE_PREFIX + key))
 
     def state_proof(self, key: bytes, *, height: int | None = None) -> StateProof:
         """Proof of ``key``'s status (or absence) at the tip or at ``height``."""
@@ -460,7 +483,7 @@ class LedgerStore:
 
     def status_at(self, key: bytes, height: int) -> StatusRecord | None:
         """The status under ``key`` as of block ``height``."""
-        return decode_status(self.prove_state(key, height=height)[0])
+        return read_status(self.prove_state(key, height=height)[0])
 
     def prove_state(
         self, key: bytes, *, height: int | None = None
@@ -482,12 +505,12 @@ class LedgerStore:
             return StateMap(kv, tip.meta.state_root)
         if not 0 <= height < top:
             raise NotFoundError(f"no block {height} (height {top})")
-        root = self.header(height).state_root if height else EMPTY_ROOT
         cached = self._past
         if cached is None or cached[:2] != (height, top):
-            cached = (height, top, past_overlay(kv, height, top))
+            root = self.header(height).state_root if height else EMPTY_ROOT
+            cached = (height, top, past_overlay(kv, height, top), root)
             self._past = cached
-        return StateMap(PastKV(kv, cached[2]), root)
+        return StateMap(PastKV(kv, cached[2]), cached[3])
 
     def history(self, key: bytes) -> list[tuple[int, int]]:
         """(leaf index, height) of every leaf that changed ``key``, in order.
@@ -495,14 +518,28 @@ class LedgerStore:
         For a document: its anchor, then each revoke or supersede naming it
         (as the old document, or as the new one).
         """
-        out: dict[int, int] = {}
+        return self.status_and_history(key)[1]
+
+    def status_and_history(
+        self, key: bytes
+    ) -> tuple[StatusRecord | None, list[tuple[int, int]]]:
+        """``status(key)`` and ``history(key)``, reading the status once."""
         rec = self.status(key)
+        out: dict[int, int] = {}
         if rec is not None and rec.anchor_leaf is not None:
             out[rec.anchor_leaf] = self.locate(rec.anchor_leaf).height
+        out.update(self.changes(key))
+        return rec, sorted(out.items())
+
+    def changes(self, key: bytes) -> list[tuple[int, int]]:
+        """(leaf index, height) of the leaves that changed ``key`` after it
+        was first written, in order: the history without the anchor, from
+        one scan (anchors get no history entry)."""
         prefix = HISTORY + key
-        for hkey, value in self._kv.scan(prefix, prefix_end(prefix)):
-            out[read_u64(hkey, len(prefix))] = read_u64(value)
-        return sorted(out.items())
+        return [
+            (read_u64(hkey, len(prefix)), read_u64(value))
+            for hkey, value in self._kv.scan(prefix, prefix_end(prefix))
+        ]
 
     # --- checkpoints and cosignatures -------------------------------------
 
@@ -614,12 +651,16 @@ class LedgerStore:
                 swap_in(self._path, incoming)
                 self._db = open_db(self._path, create=False)
                 self._kv = LevelKV(self._db)
-                self._nodes = StoredNodes(self._kv)
+                self._nodes = _kept_nodes(self._kv)
                 self._finality.reset()
                 self._past = self._smap = self._final = None
                 self._undo_floor = 0
                 self._tip = self._load_tip()
         logger.info("snapshot installed path=%s height=%d", self._path, self.height)
+
+
+def _kept_nodes(kv: LevelKV) -> CachedNodes:
+    return CachedNodes(StoredNodes(kv), min_level=KEPT_MIN_LEVEL, limit=KEPT_NODES)
 
 
 def _write(wb: plyvel.WriteBatch, height: int) -> None:

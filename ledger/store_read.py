@@ -4,10 +4,12 @@ height."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Final
 
 from ledger.errors import CorruptStoreError, EncodingError, StorageError
-from ledger.merkle import inclusion_path, leaf_hash
+from ledger.merkle import NodeReader, TreeLevels, inclusion_path, leaf_hash
 from ledger.statemap import VALUE_PREFIX
 from ledger.status import StatusRecord
 from ledger.store_keys import (
@@ -23,6 +25,12 @@ from ledger.store_keys import (
     undo_key,
 )
 from ledger.trust import TrustList
+
+# Decoded submission records kept, by their stored bytes. A record of
+# 10,000 leaves with its chunk tree takes about 50 KB.
+RECORD_CACHE: Final = 128
+# Decoded status records kept, by their stored bytes (under 1 KB each).
+STATUS_CACHE: Final = 4096
 
 
 class NotFoundError(StorageError, LookupError):
@@ -41,6 +49,22 @@ def decode_status(raw: bytes | None) -> StatusRecord | None:
         return StatusRecord.decode(raw)
     except EncodingError as exc:
         raise CorruptStoreError(f"stored status record: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=STATUS_CACHE)
+def _status_of(raw: bytes) -> StatusRecord:
+    try:
+        return StatusRecord.decode(raw)
+    except EncodingError as exc:
+        raise CorruptStoreError(f"stored status record: {exc}") from exc
+
+
+def read_status(raw: bytes | None) -> StatusRecord | None:
+    """``decode_status`` for readers: a value read again (the same document
+    twice in one request, a popular one) is not decoded again. Keyed by the
+    bytes themselves, so it can only answer what they decode to; a status
+    record is frozen, so sharing one is safe."""
+    return None if raw is None else _status_of(raw)
 
 
 class StoreView:
@@ -97,18 +121,41 @@ class BatchProof:
     path: tuple[bytes, ...]  # inclusion path of the leaf in the batch tree
 
 
+@dataclass(slots=True)
+class _Record:
+    """A decoded submission record and, once a batch path needed it, the
+    tree over its chunk hashes (a pure function of the record)."""
+
+    record: SubRecord
+    chunk_tree: TreeLevels | None = None
+
+
+@functools.lru_cache(maxsize=RECORD_CACHE)
+def _record_of(raw: bytes) -> _Record:
+    # Keyed by the stored bytes: an entry is only ever what they decode to,
+    # so nothing needs invalidating (an EncodingError is not cached).
+    return _Record(SubRecord.decode(raw))
+
+
+def _find_record(kv: RawKV, index: int) -> _Record:
+    found = next(kv.scan(SUBMISSION, sub_key(index + 1), reverse=True), None)
+    try:
+        if found is None:
+            raise EncodingError("none stored")
+        return _record_of(found[1])
+    except EncodingError as exc:
+        raise CorruptStoreError(f"submission of leaf {index}: {exc}") from exc
+
+
 def locate(kv: RawKV, index: int) -> LeafLocation:
     """Block, submission and batch position of a stored leaf ``index``.
 
     One seek: the submission record with the greatest first leaf <= index.
     """
-    found = next(kv.scan(SUBMISSION, sub_key(index + 1), reverse=True), None)
-    try:
-        if found is None:
-            raise EncodingError("none stored")
-        record = SubRecord.decode(found[1])
-    except EncodingError as exc:
-        raise CorruptStoreError(f"submission of leaf {index}: {exc}") from exc
+    return _locate(_find_record(kv, index).record, index)
+
+
+def _locate(record: SubRecord, index: int) -> LeafLocation:
     if not record.first_leaf <= index < record.first_leaf + record.count:
         raise CorruptStoreError(f"leaf {index} belongs to no submission record")
     return LeafLocation(
@@ -126,16 +173,51 @@ def batch_proof(kv: RawKV, index: int) -> BatchProof:
     Reads one record and at most ``CHUNK`` leaves: the path inside the
     leaf's chunk, then the chunk's path among the stored chunk roots.
     """
-    loc = locate(kv, index)
-    rec = loc.record
+    cached = _find_record(kv, index)
+    rec = cached.record
+    loc = _locate(rec, index)
     chunk, offset = divmod(loc.position, CHUNK)
     start = rec.first_leaf + chunk * CHUNK
     end = min(start + CHUNK, rec.first_leaf + rec.count)
     hashes = [leaf_hash(leaf) for leaf in read_leaves(kv, start, end)]
     path = inclusion_path(hashes, offset)
     if rec.chunks:
-        path += inclusion_path(rec.chunks, chunk)
+        if cached.chunk_tree is None:
+            # Two readers may both build it: the same value, no harm.
+            cached.chunk_tree = TreeLevels(rec.chunks)
+        path += cached.chunk_tree.path(chunk)
     return BatchProof(location=loc, batch_size=rec.count, path=tuple(path))
+
+
+class CachedNodes:
+    """``merkle.NodeReader`` that keeps the hashes of the perfect subtrees of
+    at least ``2**min_level`` leaves it read: every inclusion proof reads
+    one node per level, and the high ones are shared by most proofs.
+
+    A perfect subtree's hash is a function of its leaves, which never
+    change once stored, so a kept hash is never stale; a node not stored
+    yet raises (StorageError) and is not kept. At most ``limit`` hashes are
+    kept: when full, it starts over.
+    """
+
+    __slots__ = ("_kept", "_limit", "_min_level", "_reader")
+
+    def __init__(self, reader: NodeReader, *, min_level: int, limit: int) -> None:
+        self._reader = reader
+        self._min_level = min_level
+        self._limit = limit
+        self._kept: dict[tuple[int, int], bytes] = {}
+
+    def node(self, level: int, index: int) -> bytes:
+        if level < self._min_level:
+            return self._reader.node(level, index)
+        kept = self._kept.get((level, index))
+        if kept is None:
+            kept = self._reader.node(level, index)
+            if len(self._kept) >= self._limit:
+                self._kept.clear()
+            self._kept[(level, index)] = kept
+        return kept
 
 
 class PastKV:

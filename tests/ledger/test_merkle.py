@@ -18,6 +18,7 @@ from ledger.merkle import (
     EMPTY_ROOT,
     DictNodeStore,
     MerkleLog,
+    TreeLevels,
     inclusion_path,
     leaf_hash,
     node_hash,
@@ -192,6 +193,17 @@ def test_stored_and_in_memory_paths_agree() -> None:
             assert tree.log.inclusion_proof(index, size) == want
 
 
+def test_kept_levels_give_the_same_paths() -> None:
+    tree = _tree()
+    for size in [*range(1, 70), 127, 128, 129, 255, 256, 257, 299, 300]:
+        batch = tree.leaves[:size]
+        levels = TreeLevels(batch)
+        for index in range(size):
+            assert levels.path(index) == inclusion_path(batch, index)
+    with pytest.raises(ValueError):
+        TreeLevels([]).path(0)
+
+
 def test_every_consistency_proof_up_to_300_leaves_verifies() -> None:
     tree = _tree()
     for second in range(1, SMALL + 1):
@@ -297,6 +309,60 @@ def test_one_bit_change_to_a_consistency_claim_fails(data: st.DataObject) -> Non
         roots[which] = _flip(roots[which], bit)
     with pytest.raises(VerificationError):
         verify_consistency(first, second, proof, roots[0], roots[1])
+
+
+# The same one-bit changes at random sizes past the exhaustive range.
+LARGE = 5000
+
+
+@functools.cache
+def _large_tree() -> _Tree:
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(LARGE)]
+    store = DictNodeStore()
+    log = MerkleLog(store, 0)
+    store.put(log.append(leaves))
+    return _Tree(leaves, store, log, [])
+
+
+@FAST
+@given(data=st.data())
+def test_one_bit_change_at_larger_sizes_fails(data: st.DataObject) -> None:
+    tree = _large_tree()
+    size = data.draw(st.integers(SMALL + 1, LARGE), label="size")
+    index = data.draw(st.integers(0, size - 1), label="index")
+    first = data.draw(st.integers(1, size - 1), label="first")
+    leaf, root = tree.leaves[index], tree.log.root(size)
+    first_root = tree.log.root(first)
+    proof = tree.log.inclusion_proof(index, size)
+    consistency = tree.log.consistency_proof(first, size)
+    verify_inclusion(leaf, index, size, proof, root)
+    verify_consistency(first, size, consistency, first_root, root)
+    bit = data.draw(st.integers(0, 255), label="bit")
+    target = data.draw(
+        st.sampled_from(["leaf", "root", "index", "proof", "first", "cproof", "root1"])
+    )
+    at = data.draw(st.integers(0, 63), label="at")
+    if target == "leaf":
+        leaf = _flip(leaf, bit)
+    elif target == "root":
+        root = _flip(root, bit)
+    elif target == "index":
+        index ^= 1 << (bit % (size.bit_length() + 1))
+    elif target == "proof":
+        proof[at % len(proof)] = _flip(proof[at % len(proof)], bit)
+    elif target == "first":
+        first ^= 1 << (bit % (size.bit_length() + 1))
+    elif target == "cproof":
+        where = at % len(consistency)
+        consistency[where] = _flip(consistency[where], bit)
+    else:
+        first_root = _flip(first_root, bit)
+    if target in ("leaf", "root", "index", "proof"):
+        with pytest.raises(VerificationError):
+            verify_inclusion(leaf, index, size, proof, root)
+    if target in ("root", "first", "cproof", "root1"):
+        with pytest.raises(VerificationError):
+            verify_consistency(first, size, consistency, first_root, root)
 
 
 # A proof carries no size of its own: the verifier only learns from a size

@@ -131,6 +131,10 @@ def test_status_history_and_locate(chain: Chain) -> None:
     assert [i for i, _ in store.history(rkey)] == [74, 75]
     assert store.status(doc_id("nope")) is None
     assert store.history(doc_id("nope")) == []
+    for key in (doc_id(3), doc_id(200), rkey, doc_id("nope")):
+        assert store.status_and_history(key) == (store.status(key), store.history(key))
+    assert store.changes(doc_id(3)) == [(71, 2)]
+    assert store.changes(doc_id(200)) == [(73, 3)]
     loc = store.locate(73)
     assert (loc.height, loc.submission, loc.position) == (3, 0, 1)
 
@@ -184,6 +188,25 @@ def test_log_proofs(chain: Chain) -> None:
         store.leaf(n)
     with pytest.raises(ValueError):
         store.leaves(0, 1001)
+
+
+def test_kept_log_nodes_and_ranges_give_right_proofs_as_the_log_grows(
+    chain: Chain,
+) -> None:
+    # Past 2**10 leaves the store keeps the nodes it reads and the log its
+    # edge ranges; the sizes in between make the edges differ each block.
+    store = chain.store
+    for block, count in enumerate((700, 700, 900)):
+        chain.apply(("moj", [anchor("moj", f"{block}-{i}") for i in range(count)]))
+        n = store.tree_size
+        for size in (n - 1, n):
+            root = store.log_root(size)
+            for index in {0, 1023, size // 2, size - 1} & set(range(size)):
+                proof = store.inclusion_proof(index, size)
+                verify_inclusion(leaf_hash(store.leaf(index)), index, size, proof, root)
+            if size > 1500:
+                proof = store.consistency_proof(1500, size)
+                verify_consistency(1500, size, proof, store.log_root(1500), root)
 
 
 def test_apply_refuses_an_applied_raft_index(chain: Chain) -> None:
