@@ -128,6 +128,7 @@ LOCK_FREE_TRIES: Final = 2
 # under 10,000 of them at 10^7 leaves), at most this many.
 KEPT_NODES: Final = 16_384
 KEPT_MIN_LEVEL: Final = 10
+KEPT_HEADERS: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,9 @@ class LedgerStore:
         # (height, tip height, overlay, state root at height): _state_at's.
         self._past: tuple[int, int, dict[bytes, bytes | None], bytes] | None = None
         self._smap: StateMap | None = None  # the writer's, at the tip
+        # Recent headers by height: a block never changes once written, and
+        # cosigning reads the same few (each read decodes the whole record).
+        self._headers: dict[int, BlockHeader] = {}
         self._tip = self._load_tip()
 
     # --- opening and checking ---------------------------------------------
@@ -372,6 +376,7 @@ class LedgerStore:
             with self._publish:
                 _write(wb, header.height)
                 self._tip = _Tip(meta, log, applied.trust)
+            self._keep_header(header)
             smap.mark_committed()
             self._smap = smap  # its node cache serves the next block
             if changed or applied.trust.version != tip.trust.version:
@@ -403,7 +408,17 @@ class LedgerStore:
     # --- blocks, leaves and the log ---------------------------------------------
 
     def header(self, height: int) -> BlockHeader:
-        return self._record(height).header
+        kept = self._headers.get(height)
+        if kept is not None and height <= self.height:
+            return kept
+        header = self._record(height).header
+        self._keep_header(header)
+        return header
+
+    def _keep_header(self, header: BlockHeader) -> None:
+        if len(self._headers) >= KEPT_HEADERS:
+            self._headers.clear()
+        self._headers[header.height] = header
 
     def block(self, height: int) -> Block:
         """Block ``height`` as applied, its submissions byte for byte."""
@@ -654,6 +669,7 @@ class LedgerStore:
                 self._nodes = _kept_nodes(self._kv)
                 self._finality.reset()
                 self._past = self._smap = self._final = None
+                self._headers = {}
                 self._undo_floor = 0
                 self._tip = self._load_tip()
         logger.info("snapshot installed path=%s height=%d", self._path, self.height)

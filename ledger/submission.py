@@ -13,6 +13,7 @@ timestamp bound replays within a chain (the rules check both).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -137,6 +138,11 @@ def find_issuer_key(sub: Submission, issuer_keys: Iterable[bytes]) -> bytes:
     )
 
 
+# Signatures that verified, by hash of key, signature and message.
+_VERIFIED_KEPT: Final = 8192
+_verified: dict[bytes, None] = {}
+
+
 def check_signature(
     sub: Submission, origin: str, public_key: bytes, root: bytes
 ) -> None:
@@ -146,7 +152,17 @@ def check_signature(
     hold the leaf hashes pass the root to avoid hashing twice).
     """
     message = signing_message(origin, sub.agency, sub.nonce, sub.timestamp_ms, root)
+    # The leader checks a submission at intake and again when its block is
+    # applied; the second check of the same (key, message, signature) is
+    # answered from the first. Only successes are kept, under a hash of all
+    # three, so the answer is the one verifying again would give.
+    seen = hashlib.sha256(public_key + sub.signature + message).digest()
+    if seen in _verified:
+        return
     verify_ed25519(public_key, message, sub.signature)
+    if len(_verified) >= _VERIFIED_KEPT:
+        _verified.clear()
+    _verified[seen] = None
 
 
 def verify_submission(

@@ -15,6 +15,7 @@ from ledger.submission import (
     MAX_ENTRIES,
     Submission,
     batch_root,
+    check_signature,
     decode_submission,
     encode_submission,
     sign_submission,
@@ -166,3 +167,16 @@ def test_oversized_batches_decode_but_cannot_be_signed() -> None:
 def test_an_empty_batch_cannot_be_signed() -> None:
     with pytest.raises(EncodingError):
         sign_submission(ORIGIN, "moj", [], KEY)
+
+
+def test_a_verified_signature_is_remembered_only_for_its_own_key() -> None:
+    """The leader's second check of a submission is answered from the first;
+    the same message and signature under another key still fail."""
+    sub = _signed()
+    root = batch_root(sub.entries)
+    check_signature(sub, ORIGIN, KEY.public_key, root)
+    check_signature(sub, ORIGIN, KEY.public_key, root)  # remembered
+    with pytest.raises(VerificationError):
+        check_signature(sub, ORIGIN, OTHER.public_key, root)
+    with pytest.raises(VerificationError):
+        check_signature(sub, ORIGIN, KEY.public_key, b"\x00" * 32)
