@@ -18,7 +18,7 @@ from fastapi import Response
 from api.problems import ProblemError
 from ledger.block import Block, block_hash, encode_block
 from ledger.store import LedgerStore
-from ledger.submission import decode_submission
+from ledger.submission import Submission, decode_submission
 
 HEX64: Final = re.compile(r"[0-9a-f]{64}")
 # One encoder for every answer: json.dumps with options builds a new one
@@ -45,6 +45,7 @@ class NodeLike(Protocol):
         *,
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
+        decoded: Submission | None = None,
     ) -> object: ...
 
 

@@ -108,7 +108,10 @@ async def submit(
         # holds: forged submissions naming an agency cannot spend its quota,
         # and a forwarded request is charged once, by the leader.
         accepted = await node.submit(
-            raw, wait_final=wait == "final", admit=request.app.state.limiter.check
+            raw,
+            wait_final=wait == "final",
+            admit=request.app.state.limiter.check,
+            decoded=sub,
         )
     except NotLeaderError:
         return await _forward(request, raw, wait)

@@ -16,6 +16,7 @@ from ledger.errors import EncodingError, RuleViolation, VerificationError
 from ledger.rules import TIMESTAMP_WINDOW_MS
 from ledger.submission import (
     MAX_ENTRIES,
+    Submission,
     decode_submission,
     verify_submission,
 )
@@ -35,15 +36,18 @@ def precheck(
     *,
     now_ms: int,
     admit: Callable[[str], None] | None = None,
+    decoded: Submission | None = None,
 ) -> int:
     """Check one encoded submission; return its number of entries.
 
     Raises RuleViolation with the same reason codes the rules use.
     ``admit(agency)`` runs once the signature holds and may refuse (a rate
     limit): only an agency's own signed submissions count against it.
+    ``decoded``, if given, is ``decode_submission(raw)`` (the caller has
+    decoded it already).
     """
     try:
-        sub = decode_submission(raw)
+        sub = decode_submission(raw) if decoded is None else decoded
     except EncodingError as exc:
         raise RuleViolation("malformed", str(exc)) from None
     if len(sub.entries) > MAX_ENTRIES:

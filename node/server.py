@@ -64,6 +64,7 @@ from ledger.errors import (
     RuleViolation,
 )
 from ledger.store import LedgerStore
+from ledger.submission import Submission
 from ledger.trust import TrustList
 from node.applier import Applier
 from node.batcher import Batcher, Landed, Pending, submission_key
@@ -264,18 +265,22 @@ class Node:
         *,
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
+        decoded: Submission | None = None,
     ) -> Accepted:
         """Propose one signed submission and wait until its block is applied.
 
         ``admit(agency)`` runs once the signature holds (the API's rate
-        limit). Raises NotLeaderError (not proposed: the API forwards),
-        RuleViolation (refused before proposal or when applied), or
-        ConsensusError when it was not committed in time (it may still
-        commit).
+        limit); ``decoded`` is ``raw`` decoded, if the caller has it. Raises
+        NotLeaderError (not proposed: the API forwards), RuleViolation
+        (refused before proposal or when applied), CommitTimeoutError when
+        it was not committed in time (it may still commit), or
+        ConsensusError.
         """
         if not self.is_leader:
             raise NotLeaderError(self.soft.leader)
-        entries = precheck(self.store.view(), raw, now_ms=_now_ms(), admit=admit)
+        entries = precheck(
+            self.store.view(), raw, now_ms=_now_ms(), admit=admit, decoded=decoded
+        )
         key = submission_key(raw)
         if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")

@@ -15,6 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 import api.app
 from api.app import HotReads, create_app
 from ledger.store import LedgerStore
+from ledger.submission import Submission
 from tests.cli.chain import Document, LocalChain
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
@@ -46,6 +47,7 @@ class StubNode:
         *,
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
+        decoded: Submission | None = None,
     ) -> object:
         raise NotImplementedError
 

@@ -22,6 +22,7 @@ from cli.client import LedgerClient
 from cli.sources import ClientSource
 from cli.verifying import VerifyRequest, run_verify
 from ledger.store import LedgerStore
+from ledger.submission import Submission
 from tests.cli.chain import Document, LocalChain
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
@@ -59,6 +60,7 @@ class StubNode:
         *,
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
+        decoded: Submission | None = None,
     ) -> object:
         raise NotImplementedError
 
