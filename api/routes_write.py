@@ -104,9 +104,10 @@ async def submit(
     node = _node(request)
     started = time.perf_counter()
     try:
-        # The leader charges the agency's rate bucket only once the signature
-        # holds: forged submissions naming an agency cannot spend its quota,
-        # and a forwarded request is charged once, by the leader.
+        # The leader charges the agency's rate bucket only once the signature,
+        # the time window and the nonce hold: neither forged submissions
+        # naming an agency nor replays of its public ones can spend its
+        # quota, and a forwarded request is charged once, by the leader.
         accepted = await node.submit(
             raw,
             wait_final=wait == "final",

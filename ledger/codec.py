@@ -89,31 +89,44 @@ def _ext_hook(code: int, data: bytes) -> object:
     raise EncodingError(f"extension type {code} is not allowed")
 
 
+# What a canonical value is made of. msgpack decodes extension type -1 as
+# a Timestamp without asking ext_hook, and a float or a Timestamp packs
+# back to itself, so the re-pack cannot see them: they are refused here.
+_SCALARS: Final = frozenset({str, bytes, int, bool, type(None)})
+
+
+def _kind_error(value: object, where: str) -> EncodingError:
+    if type(value) is float:
+        return EncodingError(f"float {where}")
+    if isinstance(value, msgpack.Timestamp):
+        return EncodingError(f"extension type -1 (timestamp) {where}")
+    return EncodingError(f"{type(value).__name__} {where}")
+
+
 def _check_kinds(value: object) -> None:
-    """No float anywhere and only string map keys: the two things a
-    re-pack cannot see (a float packs back to itself)."""
+    """Only maps with string keys, arrays, strings, bytes, integers, booleans
+    and nil, at any depth."""
     stack = [value]
+    if type(value) not in _SCALARS and type(value) not in (dict, list):
+        raise _kind_error(value, "value")
     while stack:
         item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            for key, val in item.items():  # type: ignore[attr-defined]
+        if type(item) is dict:
+            for key, val in item.items():
                 if type(key) is not str:
                     raise EncodingError("map key is not a string")
                 vkind = type(val)
-                if vkind is float:
-                    raise EncodingError(f"float in field {key!r}")
                 if vkind is dict or vkind is list:
                     stack.append(val)
-        elif kind is list:
-            for val in item:  # type: ignore[attr-defined]
+                elif vkind not in _SCALARS:
+                    raise _kind_error(val, f"in field {key!r}")
+        elif type(item) is list:
+            for val in item:
                 vkind = type(val)
-                if vkind is float:
-                    raise EncodingError("float in array")
                 if vkind is dict or vkind is list:
                     stack.append(val)
-        elif kind is float:
-            raise EncodingError("float value")
+                elif vkind not in _SCALARS:
+                    raise _kind_error(val, "in array")
 
 
 def _decode(data: bytes | bytearray | memoryview, *, hooks: bool) -> object:

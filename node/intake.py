@@ -61,8 +61,6 @@ def precheck(
         verify_submission(sub, trust.origin, agency.issuer_keys)
     except VerificationError as exc:
         raise RuleViolation("bad_signature", exc.message) from None
-    if admit is not None:
-        admit(sub.agency)
     if abs(sub.timestamp_ms - now_ms) > TIMESTAMP_WINDOW_MS:
         raise RuleViolation(
             "timestamp_window",
@@ -71,4 +69,9 @@ def precheck(
         )
     if view.nonce_seen(sub.agency, sub.nonce):
         raise RuleViolation("replay", f"nonce {sub.nonce.hex()} already used")
+    # Charged last: every signed submission is public (GET /v1/blocks), so
+    # anyone can post an old one again; a replay must not spend the
+    # agency's quota, only a submission that could be applied.
+    if admit is not None:
+        admit(sub.agency)
     return len(sub.entries)

@@ -960,14 +960,12 @@ def _forwarded_twice(c: Cluster, d: Docs) -> httpx.Response:
 
 @trigger("one agency, many requests at once", "rate-limited")
 def _rate_limited(c: Cluster, d: Docs) -> httpx.Response:
-    # One validly signed submission, sent again and again: the first is
-    # anchored, the copies are replays (409), and all are charged, since only
-    # forged signatures are refused before the limiter. Sent to the leader,
-    # so no request costs a forwarding hop, until one is limited: how many
-    # that takes depends on how fast this machine serves them, since the
-    # bucket refills while they run.
+    # Fresh, validly signed submissions, as fast as they go: only those the
+    # ledger could apply are charged (a forgery or a replay is refused
+    # first). Sent to the leader, so no request costs a forwarding hop,
+    # until one is limited: how many that takes depends on how fast this
+    # machine serves them, since the bucket refills while they run.
     leader, follower = _leader_and_follower(c)
-    body, _ = c.anchors("health", 1)
     answers: list[httpx.Response] = []
     lock = threading.Lock()
     limited = threading.Event()
@@ -978,7 +976,7 @@ def _rate_limited(c: Cluster, d: Docs) -> httpx.Response:
         # Keeps going after the first 429, so the leader's bucket stays empty.
         with httpx.Client(timeout=PAGE_TIMEOUT) as client:
             while not stop.is_set() and time.monotonic() < deadline:
-                got = _post_with(client, c.url(leader), body)
+                got = _post_with(client, c.url(leader), c.anchors("health", 1)[0])
                 with lock:
                     answers.append(got)
                 if got.status_code == 429:
@@ -991,7 +989,10 @@ def _rate_limited(c: Cluster, d: Docs) -> httpx.Response:
         assert limited.wait(RATE_LIMIT_TIMEOUT_S), f"{len(answers)} sent, none limited"
         # The follower's own bucket is full: its 429 is the leader's, relayed.
         with httpx.Client(timeout=PAGE_TIMEOUT) as client:
-            relayed = [_post_with(client, c.url(follower), body) for _ in range(5)]
+            relayed = [
+                _post_with(client, c.url(follower), c.anchors("health", 1)[0])
+                for _ in range(5)
+            ]
     finally:
         stop.set()
         for thread in threads:
@@ -1009,6 +1010,23 @@ def _rate_limited(c: Cluster, d: Docs) -> httpx.Response:
     _problem(relayed_429[0], "rate-limited")
     assert int(relayed_429[0].headers["retry-after"]) >= 1
     return refused[0]
+
+
+def test_replays_do_not_spend_the_agency_quota(cluster: Cluster) -> None:
+    """Every applied submission can be read back from /v1/blocks; posting
+    one again many times is a replay each time (409), never a 429 that
+    would lock the agency out of its own rate."""
+    leader, _ = _leader_and_follower(cluster)
+    body, _ = cluster.anchors("justice", 1)
+    assert _post(cluster, leader, body, MSGPACK).status_code == 200
+    with httpx.Client(timeout=PAGE_TIMEOUT) as client:
+        codes = [
+            _post_with(client, cluster.url(leader), body).status_code
+            for _ in range(4 * RATE_PER_AGENCY)
+        ]
+    assert set(codes) == {409}, codes
+    fresh, _ = cluster.anchors("justice", 1)
+    assert _post(cluster, leader, fresh, MSGPACK).status_code == 200
 
 
 def _post_with(client: httpx.Client, url: str, body: bytes) -> httpx.Response:

@@ -159,3 +159,20 @@ def test_array_length_reads_only_the_named_array() -> None:
         array_length(data, "agency")  # a string, not an array
     with pytest.raises(EncodingError, match="no array"):
         array_length(pack([1, 2]), "entries")
+
+
+@pytest.mark.parametrize(
+    ("desc", "data"),
+    [
+        ("timestamp extension (-1) alone", b"\xd6\xff\x00\x00\x00\x01"),
+        ("timestamp extension in a map", b"\x81\xa1t\xd6\xff\x00\x00\x00\x01"),
+        ("timestamp extension in an array", b"\x91\xd6\xff\x00\x00\x00\x01"),
+    ],
+)
+def test_the_timestamp_extension_msgpack_decodes_itself_is_refused(
+    desc: str, data: bytes
+) -> None:
+    """msgpack turns extension type -1 into a Timestamp without calling the
+    extension hook, and a Timestamp packs back to the same bytes."""
+    with pytest.raises(EncodingError, match="extension type -1"):
+        unpack(data)
