@@ -259,8 +259,14 @@ class LedgerStore:
         # two reads, and the next try (or the lock) settles it.
         for _ in range(LOCK_FREE_TRIES):
             tip = self._tip
-            snap = self._db.snapshot()
-            if snap.get(META) == tip.meta.encode():
+            try:
+                snap = self._db.snapshot()
+                same = snap.get(META) == tip.meta.encode()
+            except RuntimeError:
+                # The database is closed: a snapshot install is swapping it
+                # (under _publish), so wait for it there.
+                break
+            if same:
                 return tip, snap
             snap.close()
         with self._publish:

@@ -556,3 +556,28 @@ def test_open_finishes_a_swap_interrupted_by_a_crash(
 def test_prefix_end() -> None:
     assert prefix_end(b"sv") == b"sw"
     assert prefix_end(b"a\xff") == b"b"
+
+
+def test_a_reader_during_a_database_swap_waits_for_the_new_one(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Consistent reads take no lock while they can; while a snapshot install
+    has the database closed they wait for the swap instead of failing."""
+    import threading
+
+    _fill(chain)
+    store = chain.store
+    real = store._db
+    closed = plyvel.DB(str(tmp_path / "closed"), create_if_missing=True)
+    closed.close()
+    key = doc_id(3)
+    got: list[bytes | None] = []
+    with store._publish:  # what import_snapshot holds while it swaps
+        store._db = closed
+        reader = threading.Thread(target=lambda: got.append(store.prove_state(key)[0]))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive() and not got  # waiting, not failed
+        store._db = real
+    reader.join(5)
+    assert got == [store.prove_state(key)[0]] and got[0] is not None
