@@ -6,9 +6,11 @@ Errors are ``application/problem+json`` everywhere (``api.problems``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -75,14 +77,19 @@ class HotReads:
     ``ProblemError`` becomes what the app's handler makes of it, and
     ``scope["route"]`` is set as the router sets it, so the metrics label
     it alike. Anything else (a malformed path, another exception) goes on
-    to the app, which answers it as before. The answer is built on the
-    event loop: a few LevelDB reads and hashes, without waiting for a
-    writer's disk flush (see ``LedgerStore._tip_snapshot``).
+    to the app, which answers it as before. A status is built on the event
+    loop: a few LevelDB reads, without waiting for a writer's disk flush
+    (see ``LedgerStore._tip_snapshot``). A bundle is built in one worker
+    thread of its own: right after a block it may decode that block's undo
+    record (megabytes for a large block), which must not hold up the
+    node's Raft ticks and messages; one thread, so bundle builders do not
+    contend with each other for the interpreter.
     """
 
     def __init__(self, app: ASGIApp, *, node: NodeLike) -> None:
         self.app = app
         self.node = node
+        self.bundles = ThreadPoolExecutor(1, thread_name_prefix="bundles")
         status = _route(routes_documents.router.routes, routes_documents.document)
         bundle = _route(routes_documents.router.routes, routes_documents.bundle)
         self.routes: dict[bool, tuple[APIRoute, Answer]] = {
@@ -94,10 +101,17 @@ class HotReads:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = HOT_PATH.fullmatch(scope["path"])
             if match is not None and not scope.get("root_path"):
-                route, answer = self.routes[match[2] is not None]
+                is_bundle = match[2] is not None
+                route, answer = self.routes[is_bundle]
                 response: Response | None
                 try:
-                    response = answer(self.node.store, match[1])
+                    if is_bundle:
+                        loop = asyncio.get_running_loop()
+                        response = await loop.run_in_executor(
+                            self.bundles, answer, self.node.store, match[1]
+                        )
+                    else:
+                        response = answer(self.node.store, match[1])
                 except ProblemError as exc:
                     response = exc.response()  # what the app's handler sends
                 except Exception:
