@@ -117,8 +117,13 @@ async def submit(
     except NotLeaderError:
         return await _forward(request, raw, wait)
     request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)
+    answer = _receipts(node, accepted, sub, wait == "final")
+    # 202: committed and applied, but no final checkpoint covered it within
+    # the node's submit timeout; the receipts hold, finality is to come.
+    final: bool = getattr(accepted, "final", True)
     return Response(
-        json.dumps(_receipts(node, accepted, sub, wait == "final")),
+        json.dumps(answer),
+        status_code=200 if final else 202,
         media_type="application/json",
     )
 
@@ -146,7 +151,7 @@ def _receipts(
             }
         )
     note: str | None = None
-    if final:
+    if final and getattr(accepted, "final", True):
         got = node.store.latest_final()
         note = None if got is None else got[1]
     return {

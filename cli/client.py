@@ -334,7 +334,14 @@ class LedgerClient:
             content=body,
             headers={"content-type": MSGPACK_MEDIA_TYPE},
         )
-        return SubmitResult.from_json(response.json())
+        result = SubmitResult.from_json(response.json())
+        if response.status_code == 202:
+            logger.warning(
+                "submission applied at height=%d but not final yet: no final "
+                "checkpoint covered it in time; its receipts hold",
+                result.height,
+            )
+        return result
 
     def submit_entries(
         self,
@@ -377,12 +384,16 @@ class LedgerClient:
         public_url: str | None = None,
         batch_size: int = MAX_ENTRIES,
         progress: Callable[[int], None] | None = None,
+        before_submit: Callable[[Sequence[PreparedDocument]], None] | None = None,
     ) -> list[AnchorReceipt]:
         """Anchor files as ``agency``'s documents of ``doc_type``; one receipt each.
 
         Files are hashed here; only salted hashes are sent. Receipts come
         back in the order of ``paths``. ``public_url`` is the base of the
         verify URLs (the node's own public URL when None).
+        ``before_submit`` gets the salted documents before anything is sent:
+        a salt lost after its document reached the ledger can never be
+        recovered, so a caller keeps them first (see ``recover_receipts``).
         """
         docs = prepare_documents(
             paths,
@@ -392,6 +403,8 @@ class LedgerClient:
             valid_from=valid_from,
             valid_until=valid_until,
         )
+        if before_submit is not None:
+            before_submit(docs)
         results = self.submit_entries(
             [d.anchor for d in docs],
             key,
@@ -402,6 +415,46 @@ class LedgerClient:
         )
         base = public_url or self.public_url()
         return _anchor_receipts(docs, results, base)
+
+    def recover_receipts(
+        self, docs: Sequence[PreparedDocument], *, public_url: str | None = None
+    ) -> list[AnchorReceipt]:
+        """Receipts of those ``docs`` the ledger holds, found by doc id: for
+        when a submission's answer was lost (a timeout, a dropped connection,
+        a retry refused as a replay). A document counts as found only if the
+        leaf its history starts with is, byte for byte, its anchor."""
+        from api.qr import qr_url
+
+        base = public_url or self.public_url()
+        out = []
+        for doc in docs:
+            try:
+                found = self.document(doc.doc_id)
+            except ClientError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            history = found.get("history") or [{}]
+            first = history[0]
+            index = first.get("leaf_index")
+            if not isinstance(index, int) or first.get("kind") not in (None, "anchor"):
+                continue
+            if self.leaves(index, index + 1) != [encode_entry(doc.anchor)]:
+                continue
+            out.append(
+                AnchorReceipt(
+                    doc_id=doc.doc_id,
+                    salt=doc.salt,
+                    file_sha256=doc.file_sha256,
+                    file_name=doc.path.name,
+                    doc_type=doc.anchor.doc_type,
+                    issuer=doc.anchor.issuer,
+                    leaf_index=index,
+                    block_height=int(first["block"]),
+                    verify_url=qr_url(base, doc.doc_id, doc.salt),
+                )
+            )
+        return out
 
     def revoke(
         self,

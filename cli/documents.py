@@ -300,3 +300,56 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def check_writable(folder: Path) -> None:
+    """Make ``folder`` and prove a file can be written there (ConfigError
+    otherwise): receipts are written after the documents reach the ledger,
+    too late to find out."""
+    probe = folder / f".write-check-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write receipts into {folder}: {exc}") from exc
+
+
+class SaltJournal:
+    """The salts of documents about to be sent, kept in the receipts folder
+    until their receipts are written: a document on the ledger without its
+    salt can never be verified. A hidden file (mode 0600), so anchoring the
+    folder again skips it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.path = folder / f".anchor-{stamp}-{os.getpid()}.salts.json"
+        self.docs: list[PreparedDocument] = []
+
+    def keep(self, docs: Sequence[PreparedDocument]) -> None:
+        """Write ``docs``' salts (ConfigError if that fails: send nothing)."""
+        self.docs = list(docs)
+        rows = [
+            {
+                "doc_id": d.doc_id.hex(),
+                "salt": d.salt.hex(),
+                "file_sha256": d.file_sha256.hex(),
+                "file_name": d.path.name,
+                "doc_type": d.anchor.doc_type,
+                "issuer": d.anchor.issuer,
+            }
+            for d in self.docs
+        ]
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(rows, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            raise ConfigError(f"cannot keep the salts in {self.path}: {exc}") from exc
+
+    def discard(self) -> None:
+        """Every receipt is written: the salts live on in them."""
+        self.path.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from cli import common, render
-from cli.client import SubmitResult
+from cli.client import LedgerClient, SubmitResult
 from cli.common import (
     MAX_TABLE_ROWS,
     AgencyOpt,
@@ -34,12 +34,15 @@ from cli.common import (
 )
 from cli.documents import (
     AnchorReceipt,
+    SaltJournal,
     as_doc_id,
+    check_writable,
     collect_files,
     hash_file,
     write_receipts,
 )
 from cli.verifying import UsageError, load_receipt
+from cli.wire import ClientError, NetworkError
 from ledger.entries import DOC_TYPES, REVOKE_REASONS
 from ledger.errors import ConfigError
 
@@ -88,26 +91,62 @@ def anchor(
         signer = load_key(key)
         issuer = agency_for_key(key, agency)
         mode = check_wait(wait)
+        check_writable(out)  # before anything reaches the ledger
+        journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
-            receipts = _with_progress(
-                len(paths),
-                "anchoring",
-                lambda tick: client.anchor_files(
-                    paths,
-                    signer,
-                    issuer,
-                    doc_type,
-                    wait=mode,
-                    valid_from=parse_when(valid_from),
-                    valid_until=parse_when(valid_until),
-                    public_url=public_url,
-                    progress=tick,
-                ),
-            )
+            try:
+                receipts = _with_progress(
+                    len(paths),
+                    "anchoring",
+                    lambda tick: client.anchor_files(
+                        paths,
+                        signer,
+                        issuer,
+                        doc_type,
+                        wait=mode,
+                        valid_from=parse_when(valid_from),
+                        valid_until=parse_when(valid_until),
+                        public_url=public_url,
+                        progress=tick,
+                        before_submit=journal.keep,
+                    ),
+                )
+            except (ClientError, NetworkError) as exc:
+                receipts = _recover(client, journal, exc, public_url)
         qr_paths = _save_receipts(receipts, out, qr=qr)
+        journal.discard()
     render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
     if len(receipts) > MAX_TABLE_ROWS:
         render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
+
+
+def _recover(
+    client: LedgerClient,
+    journal: SaltJournal,
+    error: ClientError | NetworkError,
+    public_url: str | None,
+) -> list[AnchorReceipt]:
+    """After a failed anchor: the receipts of the documents that reached the
+    ledger all the same, found by doc id. If some did not, their salts stay
+    in the journal and the error stands (after the found ones are saved)."""
+    if not journal.docs:
+        raise error  # nothing was sent
+    render.err.print(f"[yellow]{error}; looking the documents up on the ledger[/]")
+    try:
+        found = client.recover_receipts(journal.docs, public_url=public_url)
+    except (ClientError, NetworkError):
+        found = []
+    missing = len(journal.docs) - len(found)
+    if missing == 0:
+        render.err.print("[yellow]every document is on the ledger after all[/]")
+        return found
+    if found:
+        write_receipts(found, journal.folder, qr=False)
+    render.err.print(
+        f"[red]{missing} of {len(journal.docs)} documents are not on the ledger "
+        f"(yet); their salts are kept in {journal.path}[/]"
+    )
+    raise error
 
 
 def _save_receipts(

@@ -88,6 +88,9 @@ class Accepted:
     block: Block
     index: int  # position of the submission in the block
     first_leaf: int  # leaf index of the submission's first entry
+    # With wait_final: False when no final checkpoint covered the block in
+    # time. The submission is committed and applied all the same.
+    final: bool = True
 
     @property
     def height(self) -> int:
@@ -304,9 +307,16 @@ class Node:
             raise RuleViolation(
                 outcome.code, "refused when applied", entry=outcome.entry
             )
+        final = True
         if wait_final:
-            await self.cosigner.wait_final(block.header.height, timeout_s)
-        return Accepted(block, index, landed.first_leaf)
+            try:
+                await self.cosigner.wait_final(block.header.height, timeout_s)
+            except CommitTimeoutError:
+                # Applied on a quorum already: an acknowledgement all the
+                # same, saying it is not final yet (a timeout would invite a
+                # retry, and the retry would be a replay).
+                final = False
+        return Accepted(block, index, landed.first_leaf, final)
 
     async def wait_final(self, height: int, timeout_s: float) -> None:
         """Wait until a final checkpoint covers ``height``."""

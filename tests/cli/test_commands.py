@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from pyzbar import pyzbar
@@ -17,7 +18,7 @@ from cli import render
 from cli.client import LedgerClient
 from cli.main import app
 from tests.cli.chain import LocalChain
-from tests.cli.fakenode import NODE, FakeNode
+from tests.cli.fakenode import NODE, FakeNode, problem
 
 
 @pytest.fixture
@@ -391,3 +392,80 @@ def test_audit_of_a_tampered_leaf_exits_20_naming_block_and_leaf(
     assert "AUDIT FAILED" in output
     assert f"block height: {victim['block_height']}" in output
     assert f"leaf index:   {leaf_index}" in output
+
+
+def _anchor_args(tmp_path: Path, out: Path, *files: Path) -> list[str]:
+    return [
+        "anchor",
+        "--node",
+        NODE,
+        "--key",
+        key(tmp_path, "police"),
+        "--type",
+        "criminal_record",
+        "--out",
+        str(out),
+        *map(str, files),
+    ]
+
+
+def _docs(tmp_path: Path, count: int) -> list[Path]:
+    folder = tmp_path / "docs"
+    folder.mkdir(exist_ok=True)
+    paths = [folder / f"c{i}.pdf" for i in range(count)]
+    for i, path in enumerate(paths):
+        path.write_bytes(b"certificate %d" % i)
+    return paths
+
+
+def test_an_answer_lost_after_apply_still_gives_every_receipt(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node applied the batch, then the answer was lost: the documents
+    are found on the ledger by doc id and their receipts written."""
+    applied = node.submit
+
+    def apply_then_time_out(request: httpx.Request) -> httpx.Response:
+        applied(request)
+        raise httpx.ReadTimeout("the answer was lost", request=request)
+
+    monkeypatch.setattr(node, "submit", apply_then_time_out)
+    out = tmp_path / "receipts"
+    files = _docs(tmp_path, 3)
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code == 0, output
+    assert "on the ledger after all" in output
+    store = node.chain.store
+    for path in files:
+        receipt = json.loads((out / f"{path.name}.receipt.json").read_text())
+        rec = store.status(bytes.fromhex(receipt["doc_id"]))
+        assert rec is not None and rec.anchor_leaf == receipt["leaf_index"]
+    assert not list(out.glob(".anchor-*"))  # the salts live in the receipts
+
+
+def test_salts_of_documents_not_on_the_ledger_are_kept(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = problem(422, "invalid-submission", "refused", reason="other")
+    monkeypatch.setattr(node, "submit", lambda request: refused)
+    out = tmp_path / "receipts"
+    files = _docs(tmp_path, 2)
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code != 0
+    assert "2 of 2 documents are not on the ledger" in output
+    (journal,) = out.glob(".anchor-*.salts.json")
+    kept = json.loads(journal.read_text())
+    assert [k["file_name"] for k in kept] == ["c0.pdf", "c1.pdf"]
+    assert all(len(bytes.fromhex(k["salt"])) == 16 for k in kept)
+    assert journal.stat().st_mode & 0o077 == 0
+
+
+def test_an_unwritable_receipts_folder_is_refused_before_sending(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, output = run(*_anchor_args(tmp_path, blocker / "out", *_docs(tmp_path, 1)))
+    assert code == 2, output
+    assert "cannot write receipts" in output
+    assert node.submissions == []
