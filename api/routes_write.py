@@ -46,24 +46,63 @@ def _from_json(body: bytes) -> bytes:
     """The canonical bytes of a JSON-encoded submission."""
     try:
         obj = json.loads(body)
-        sub = Submission(
-            agency=obj["agency"],
-            key_id=bytes.fromhex(obj["key_id"]),
-            nonce=bytes.fromhex(obj["nonce"]),
-            timestamp_ms=_json_int(obj["timestamp"]),
-            entries=tuple(base64.b64decode(e, validate=True) for e in obj["entries"]),
-            signature=bytes.fromhex(obj["signature"]),
-        )
-    except (ValueError, KeyError, TypeError, RecursionError, EncodingError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProblemError("malformed", f"bad JSON submission: {exc}") from exc
-    return encode_submission(sub)
+    if not isinstance(obj, dict):
+        raise ProblemError("malformed", "bad JSON submission: expected an object")
+    entries = _field(obj, "entries")
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ProblemError(
+            "malformed", "bad JSON submission: 'entries' must be a list of base64"
+        )
+    try:
+        decoded = tuple(base64.b64decode(e, validate=True) for e in entries)
+    except ValueError:
+        raise ProblemError(
+            "malformed", "bad JSON submission: an entry is not base64"
+        ) from None
+    agency = _field(obj, "agency")
+    if not isinstance(agency, str):
+        raise ProblemError("malformed", "bad JSON submission: 'agency' is text")
+    try:
+        sub = Submission(
+            agency=agency,
+            key_id=_hex_field(obj, "key_id"),
+            nonce=_hex_field(obj, "nonce"),
+            timestamp_ms=_json_int(_field(obj, "timestamp")),
+            entries=decoded,
+            signature=_hex_field(obj, "signature"),
+        )
+        return encode_submission(sub)
+    except EncodingError as exc:
+        raise ProblemError("malformed", f"bad JSON submission: {exc}") from exc
+
+
+def _field(obj: dict[str, object], name: str) -> object:
+    if name not in obj:
+        raise ProblemError("malformed", f"bad JSON submission: no {name!r}")
+    return obj[name]
+
+
+def _hex_field(obj: dict[str, object], name: str) -> bytes:
+    value = _field(obj, name)
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ProblemError(
+            "malformed", f"bad JSON submission: {name!r} must be hex"
+        ) from None
 
 
 def _json_int(value: object) -> int:
     # int() would also take 1.5, "12" or true, and raise OverflowError (a
     # 500) on 1e400, which json.loads reads as infinity.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
+        raise ProblemError(
+            "malformed", "bad JSON submission: 'timestamp' must be an integer"
+        )
     return value
 
 

@@ -19,6 +19,7 @@ from tests.cli.chain import LocalChain
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 BASE = "http://testserver"
 MSGPACK = {"content-type": "application/msgpack"}
+JSON = {"content-type": "application/json"}
 
 
 class AppliedNode:
@@ -92,3 +93,37 @@ def test_wait_final_that_timed_out_after_apply_is_202_with_the_receipts(
     assert [r["doc_id"] for r in body["receipts"]] == ["42" * 32]
     assert body["receipts"][0]["leaf_index"] == 0
     assert (body["checkpoint"] is None) is (not final)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[1, 2]", "expected an object"),
+        (b"{}", "no 'entries'"),
+        (b'{"entries": "x"}', "'entries' must be a list of base64"),
+        (b'{"entries": ["!!"]}', "an entry is not base64"),
+        (b'{"entries": ["AA=="], "agency": 1}', "'agency' is text"),
+        (b'{"entries": ["AA=="], "agency": "police"}', "no 'key_id'"),
+        (
+            b'{"entries": ["AA=="], "agency": "police", "key_id": "zz"}',
+            "'key_id' must be hex",
+        ),
+        (
+            b'{"entries": ["AA=="], "agency": "police", "key_id": "00000000",'
+            b' "nonce": "' + b"00" * 16 + b'", "timestamp": 1e999}',
+            "'timestamp' must be an integer",
+        ),
+    ],
+)
+def test_a_bad_json_submission_names_what_is_wrong(
+    chain: LocalChain, body: bytes, says: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    app = create_app(AppliedNode(chain, final=True), public_url=BASE)
+    with TestClient(app) as client:
+        answer = client.post("/v1/submissions", content=body, headers=JSON)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("/malformed")
+    assert says in answer.json()["detail"]
+    assert chain.store.height == 0
