@@ -30,10 +30,13 @@ from ledger.entries import (
     Approval,
     Governance,
     encode_entry,
+    governance_message,
     sign_approval,
 )
-from ledger.errors import EncodingError, RuleViolation
+from ledger.errors import EncodingError, RuleViolation, VerificationError
+from ledger.keys import verify_ed25519
 from ledger.submission import sign_submission
+from ledger.trust import TrustList
 
 app = typer.Typer(
     help="Change the trust list: propose, approve (a majority), submit.",
@@ -70,6 +73,38 @@ def _approvals(proposal: dict[str, Value]) -> tuple[Approval, ...]:
         except (ValueError, EncodingError) as exc:
             raise UsageError(f"bad approval: {exc}") from exc
     return tuple(out)
+
+
+def _check_approvals(entry: Governance, trust: TrustList) -> None:
+    """Refuse, naming each bad approval, what the ledger would refuse
+    (``governance_quorum``) only after a round of consensus."""
+    if entry.version != trust.version + 1:
+        raise UsageError(
+            f"the proposal is for trust-list version {entry.version}, but the "
+            f"node's is {trust.version}: propose again"
+        )
+    message = governance_message(
+        trust.origin, entry.action, entry.params, entry.version
+    )
+    good, bad = set(), []
+    for approval in entry.approvals:
+        try:
+            keys = trust.agency(approval.agency).admin_keys
+        except KeyError:
+            bad.append(f"{approval.agency} (not an agency of the trust list)")
+            continue
+        for key in keys:
+            try:
+                verify_ed25519(key, message, approval.signature)
+            except VerificationError:
+                continue
+            good.add(approval.agency)
+            break
+        else:
+            bad.append(f"{approval.agency} (not signed with its admin key)")
+    if len(good) < trust.quorum:
+        why = f"; refused approvals: {', '.join(bad)}" if bad else ""
+        raise UsageError(f"{len(good)} valid approval(s), {trust.quorum} needed{why}")
 
 
 @app.command()
@@ -162,6 +197,7 @@ def submit(
         with common.make_client(node, timeout=timeout) as client:
             if client.origin() != proposal["origin"]:
                 raise RuleViolation("governance_invalid", "proposal of another chain")
+            _check_approvals(entry, client.trust_list())
             sub = sign_submission(
                 str(proposal["origin"]), issuer, [encode_entry(entry)], signer
             )

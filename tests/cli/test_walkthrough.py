@@ -186,6 +186,15 @@ def test_governance_grants_a_document_type_with_a_majority(
     node = cluster.url("justice")
     ok("governance", "propose", "--node", node, "grant_doc_types",
        "--params", params, "--out", proposal)  # fmt: skip
+    # An approval made with the wrong key (police's issuer key, not its
+    # admin key) is named and refused before it costs a round of consensus.
+    ok("governance", "approve", proposal,
+       "--key", cluster.dir / "police" / "issuer.key")  # fmt: skip
+    ok("governance", "approve", proposal,
+       "--key", cluster.dir / "justice" / "admin.key")  # fmt: skip
+    refused = ledger("governance", "submit", proposal, "--node", node, "--key", key)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "police (not signed with its admin key)" in refused.stderr
     for agency in ("police", "justice"):
         ok("governance", "approve", proposal,
            "--key", cluster.dir / agency / "admin.key")  # fmt: skip
