@@ -166,7 +166,9 @@ class LedgerClient:
                 raise NetworkError(f"{method} {url}: {exc}") from exc
             if response.is_success:
                 return response
-            error = ClientError.from_response(response, retried=attempt + hops > 0)
+            # A hop to the leader resends what a follower did not propose:
+            # only a resend after a 429, 503 or 504 may follow an applied copy.
+            error = ClientError.from_response(response, retried=attempt > 0)
             if error.slug == "not-leader" and hops < MAX_REDIRECTS:
                 leader = self._leader_url(error)
                 if leader is not None and leader != self.base_url:
