@@ -243,8 +243,12 @@ class SigningKey:
         """Read a key file written by ``save``; ``ConfigError`` if missing or bad."""
         try:
             text = Path(path).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise ConfigError(f"cannot read key file {path}: {exc}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{path} is not a key file (one line of 64 hex digits)"
+            ) from None
         match = _SEED_LINE.fullmatch(text)
         if match is None:
             raise ConfigError(f"key file {path} is not one line of 64 hex digits")
