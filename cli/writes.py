@@ -94,6 +94,7 @@ def anchor(
         check_writable(out)  # before anything reaches the ledger
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
+            _check_grant(client, issuer, doc_type)
             try:
                 receipts = _with_progress(
                     len(paths),
@@ -118,6 +119,20 @@ def anchor(
     render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
     if len(receipts) > MAX_TABLE_ROWS:
         render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
+
+
+def _check_grant(client: LedgerClient, issuer: str, doc_type: str) -> None:
+    """Say at once what the ledger would refuse after a round of consensus:
+    an agency anchors only the document types granted to it."""
+    trust = client.trust_list()
+    try:
+        granted = trust.agency(issuer).doc_types
+    except KeyError:
+        raise UsageError(f"{issuer} is no agency of the node's trust list") from None
+    if doc_type not in granted:
+        raise UsageError(
+            f"{issuer} may not anchor {doc_type!r}; granted: {', '.join(granted)}"
+        )
 
 
 def _recover(

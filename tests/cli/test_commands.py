@@ -139,7 +139,9 @@ def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> 
     ]
 
 
-def test_anchor_refused_doc_type_exits_1(node: FakeNode, tmp_path: Path) -> None:
+def test_anchor_of_a_type_not_granted_is_refused_before_sending(
+    node: FakeNode, tmp_path: Path
+) -> None:
     (tmp_path / "x.pdf").write_bytes(b"x")
     code, output = run(
         "anchor",
@@ -151,8 +153,9 @@ def test_anchor_refused_doc_type_exits_1(node: FakeNode, tmp_path: Path) -> None
         "land_use",
         str(tmp_path / "x.pdf"),
     )
-    assert code == 1
-    assert "doc_type_not_granted" in output
+    assert code == 2
+    assert "police may not anchor 'land_use'; granted: criminal_record" in output
+    assert node.submissions == []
 
 
 def test_agency_from_folder_or_option(node: FakeNode, tmp_path: Path) -> None:
