@@ -77,13 +77,16 @@ class HotReads:
     ``ProblemError`` becomes what the app's handler makes of it, and
     ``scope["route"]`` is set as the router sets it, so the metrics label
     it alike. Anything else (a malformed path, another exception) goes on
-    to the app, which answers it as before. A status is built on the event
-    loop: a few LevelDB reads, without waiting for a writer's disk flush
-    (see ``LedgerStore._tip_snapshot``). A bundle is built in one worker
-    thread of its own: right after a block it may decode that block's undo
-    record (megabytes for a large block), which must not hold up the
-    node's Raft ticks and messages; one thread, so bundle builders do not
-    contend with each other for the interpreter.
+    to the app, which answers it as before. The answer is built on the
+    event loop: a few LevelDB reads and hashes, without waiting for a
+    writer's disk flush (see ``LedgerStore._tip_snapshot``). Except a bundle
+    whose final checkpoint's state is not at hand: building it first
+    decodes the undo records of the blocks after that checkpoint (megabytes
+    for large blocks), which must not hold up the node's Raft ticks and
+    messages, so it goes to one worker thread of its own (one, so that
+    bundle builders do not contend for the interpreter). A worker thread
+    for every bundle would cost the loop more, through the interpreter
+    lock, than the few hundred microseconds a bundle takes.
     """
 
     def __init__(self, app: ASGIApp, *, node: NodeLike) -> None:
@@ -105,7 +108,7 @@ class HotReads:
                 route, answer = self.routes[is_bundle]
                 response: Response | None
                 try:
-                    if is_bundle:
+                    if is_bundle and not self._state_at_hand():
                         loop = asyncio.get_running_loop()
                         response = await loop.run_in_executor(
                             self.bundles, answer, self.node.store, match[1]
@@ -122,6 +125,11 @@ class HotReads:
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    def _state_at_hand(self) -> bool:
+        store = self.node.store
+        final = store.latest_final()
+        return final is None or store.state_at_is_cheap(final[0].height)
 
 
 def _route(routes: Sequence[BaseRoute], endpoint: Callable[..., object]) -> APIRoute:

@@ -533,6 +533,15 @@ class LedgerStore:
             self._past = cached
         return StateMap(PastKV(kv, cached[2]), cached[3])
 
+    def state_at_is_cheap(self, height: int) -> bool:
+        """Whether the state as of ``height`` is at hand: the tip's, or the
+        one kept from the last read at that height. If not, the first read
+        decodes the undo records of every later block (megabytes each for
+        large blocks), so a caller on an event loop hands it to a thread."""
+        top = self._tip.meta.height
+        cached = self._past
+        return height == top or (cached is not None and cached[:2] == (height, top))
+
     def history(self, key: bytes) -> list[tuple[int, int]]:
         """(leaf index, height) of every leaf that changed ``key``, in order.
 

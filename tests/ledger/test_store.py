@@ -581,3 +581,17 @@ def test_a_reader_during_a_database_swap_waits_for_the_new_one(
         store._db = real
     reader.join(5)
     assert got == [store.prove_state(key)[0]] and got[0] is not None
+
+
+def test_state_at_an_older_height_is_cheap_once_read(chain: Chain) -> None:
+    """What the web application asks before building a bundle on its event
+    loop: the tip's state is at hand, an older one after a first read."""
+    _fill(chain)
+    store = chain.store
+    assert store.state_at_is_cheap(store.height)
+    older = store.height - 1
+    assert not store.state_at_is_cheap(older)
+    store.prove_state(doc_id(3), height=older)
+    assert store.state_at_is_cheap(older)
+    chain.apply(("moj", [anchor("moj", 999)]))  # the tip moves on
+    assert not store.state_at_is_cheap(older)
