@@ -425,7 +425,6 @@ class LedgerClient:
         when a submission's answer was lost (a timeout, a dropped connection,
         a retry refused as a replay). A document counts as found only if the
         leaf its history starts with is, byte for byte, its anchor."""
-        from api.qr import qr_url
 
         base = public_url or self.public_url()
         out = []
@@ -443,19 +442,7 @@ class LedgerClient:
                 continue
             if self.leaves(index, index + 1) != [encode_entry(doc.anchor)]:
                 continue
-            out.append(
-                AnchorReceipt(
-                    doc_id=doc.doc_id,
-                    salt=doc.salt,
-                    file_sha256=doc.file_sha256,
-                    file_name=doc.path.name,
-                    doc_type=doc.anchor.doc_type,
-                    issuer=doc.anchor.issuer,
-                    leaf_index=index,
-                    block_height=int(first["block"]),
-                    verify_url=qr_url(base, doc.doc_id, doc.salt),
-                )
-            )
+            out.append(_receipt_of(doc, index, int(first["block"]), base))
         return out
 
     def revoke(
@@ -554,13 +541,31 @@ class LedgerClient:
         return self.submit_entries([entry], key, agency, wait=wait)[0]
 
 
+def _receipt_of(
+    doc: PreparedDocument, leaf_index: int, block_height: int, public_url: str
+) -> AnchorReceipt:
+    """The holder's receipt of ``doc``, anchored at ``leaf_index``."""
+    from api.qr import qr_url
+
+    return AnchorReceipt(
+        doc_id=doc.doc_id,
+        salt=doc.salt,
+        file_sha256=doc.file_sha256,
+        file_name=doc.path.name,
+        doc_type=doc.anchor.doc_type,
+        issuer=doc.anchor.issuer,
+        leaf_index=leaf_index,
+        block_height=block_height,
+        verify_url=qr_url(public_url, doc.doc_id, doc.salt),
+    )
+
+
 def _anchor_receipts(
     docs: Sequence[PreparedDocument],
     results: Sequence[SubmitResult],
     public_url: str,
 ) -> list[AnchorReceipt]:
     """Pair prepared documents with the node's receipts, by doc id."""
-    from api.qr import qr_url
 
     placed: dict[bytes, Receipt] = {}
     for result in results:
@@ -578,16 +583,6 @@ def _anchor_receipts(
                 f"the node returned no receipt for {doc.doc_id.hex()}",
             )
         out.append(
-            AnchorReceipt(
-                doc_id=doc.doc_id,
-                salt=doc.salt,
-                file_sha256=doc.file_sha256,
-                file_name=doc.path.name,
-                doc_type=doc.anchor.doc_type,
-                issuer=doc.anchor.issuer,
-                leaf_index=receipt.leaf_index,
-                block_height=receipt.block_height,
-                verify_url=qr_url(public_url, doc.doc_id, doc.salt),
-            )
+            _receipt_of(doc, receipt.leaf_index, receipt.block_height, public_url)
         )
     return out

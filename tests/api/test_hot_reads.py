@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,41 +15,11 @@ from starlette.types import Message, Receive, Scope, Send
 import api.app
 from api.app import HotReads, create_app
 from ledger.store import LedgerStore
-from ledger.submission import Submission
+from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import Document, LocalChain
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
-BASE = "http://testserver"
-
-
-class StubNode:
-    """What the read routes need of ``node.server.Node``."""
-
-    agency = "police"
-
-    def __init__(self, store: LedgerStore) -> None:
-        self.store = store
-
-    @property
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_url(self) -> str | None:
-        return BASE
-
-    def cluster_info(self) -> dict[str, object]:
-        return {"agency": self.agency, "role": "leader"}
-
-    async def submit(
-        self,
-        raw: bytes,
-        *,
-        wait_final: bool = False,
-        admit: Callable[[str], None] | None = None,
-        decoded: Submission | None = None,
-    ) -> object:
-        raise NotImplementedError
 
 
 @pytest.fixture

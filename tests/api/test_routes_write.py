@@ -13,35 +13,23 @@ from ledger.entries import Anchor
 from ledger.submission import Submission
 from node.batcher import first_leaves
 from node.server import Accepted
+from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import LocalChain
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
-BASE = "http://testserver"
 MSGPACK = {"content-type": "application/msgpack"}
 JSON = {"content-type": "application/json"}
 
 
-class AppliedNode:
+class AppliedNode(StubNode):
     """Applies each submission to a local chain; ``final`` is what it says
     of finality when asked to wait for it."""
 
-    agency = "police"
-
     def __init__(self, chain: LocalChain, *, final: bool) -> None:
+        super().__init__(chain.store)
         self.chain = chain
-        self.store = chain.store
         self.final = final
-
-    @property
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_url(self) -> str | None:
-        return BASE
-
-    def cluster_info(self) -> dict[str, object]:
-        return {"agency": self.agency, "role": "leader"}
 
     async def submit(
         self,

@@ -8,7 +8,7 @@ routes, their JSON and the client's parsing are the production ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,48 +21,11 @@ from cli.audit import AuditError, KeptCheckpoint, audit
 from cli.client import LedgerClient
 from cli.sources import ClientSource
 from cli.verifying import VerifyRequest, run_verify
-from ledger.store import LedgerStore
-from ledger.submission import Submission
+from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import Document, LocalChain
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
-BASE = "http://testserver"
-
-
-class StubNode:
-    """What the read routes need of ``node.server.Node``."""
-
-    agency = "police"
-
-    def __init__(self, store: LedgerStore) -> None:
-        self.store = store
-
-    @property
-    def is_leader(self) -> bool:
-        return True
-
-    def leader_url(self) -> str | None:
-        return BASE
-
-    def cluster_info(self) -> dict[str, object]:
-        return {
-            "agency": self.agency,
-            "role": "leader",
-            "height": self.store.height,
-            "tree_size": self.store.tree_size,
-            "members": [{"id": self.agency, "voter": True, "api_url": BASE}],
-        }
-
-    async def submit(
-        self,
-        raw: bytes,
-        *,
-        wait_final: bool = False,
-        admit: Callable[[str], None] | None = None,
-        decoded: Submission | None = None,
-    ) -> object:
-        raise NotImplementedError
 
 
 @pytest.fixture
