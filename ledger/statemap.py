@@ -33,6 +33,7 @@ committed every batch returned so far (in order) it calls
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias, TypeVar
@@ -186,6 +187,16 @@ def _full_heap(slots: Sequence[_Slot]) -> _Heap:
     return hashes, sizes
 
 
+@functools.lru_cache(maxsize=2048)
+def _hashed_node(raw: bytes, nid: bytes) -> tuple[list[_Slot], _Heap]:
+    """A stored node decoded and hashed, for proofs. Keyed by its bytes (and
+    id, for the error message), so it is only ever what they decode to: the
+    nodes near the root, on every proof's path, are hashed once. Callers
+    must not change what it returns."""
+    slots = _decode_node(raw, nid)
+    return slots, _full_heap(slots)
+
+
 # --- applying a batch -----------------------------------------------------
 
 
@@ -264,8 +275,9 @@ class StateMap:
         self._before: _Writes | None = None
         self._root = root
         stored = _ZERO
-        if self._read(_ROOT_ID) is not None:
-            stored = _full_heap(self._load(_ROOT_ID))[0][1]
+        raw = self._read(_ROOT_ID)
+        if raw is not None:
+            stored = _hashed_node(raw, _ROOT_ID)[1][0][1]
         if stored != root:
             raise CorruptStoreError(
                 f"state root {root.hex()} does not match the stored nodes "
@@ -316,9 +328,9 @@ class StateMap:
         path: list[bytes] = []
         depth = 0
         while True:
-            slots = self._load(_node_id(depth, key))
-            nib = _nibble(key, depth)
-            end = _walk(_full_heap(slots), slots, nib, path, depth == 0)
+            nid = _node_id(depth, key)
+            slots, heap = _hashed_node(self._stored(nid), nid)
+            end = _walk(heap, slots, _nibble(key, depth), path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
             depth += 1
@@ -331,11 +343,11 @@ class StateMap:
             return pending[skey]
         return self._kv.get(skey)
 
-    def _load(self, nid: bytes) -> list[_Slot]:
+    def _stored(self, nid: bytes) -> bytes:
         raw = self._read(nid)
         if raw is None:
             raise CorruptStoreError(f"state node {nid.hex()} is missing")
-        return _decode_node(raw, nid)
+        return raw
 
     # -- updating ----------------------------------------------------------
 
@@ -382,9 +394,7 @@ class StateMap:
         writes: _Writes,
     ) -> _Slot:
         nid = _node_id(depth, changes[0][0])
-        raw = self._read(nid)
-        if raw is None:
-            raise CorruptStoreError(f"state node {nid.hex()} is missing")
+        raw = self._stored(nid)
         if self._before is not None:
             self._before[nid] = raw
         slots = _decode_node(raw, nid)
