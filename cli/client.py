@@ -405,6 +405,9 @@ class LedgerClient:
             valid_from=valid_from,
             valid_until=valid_until,
         )
+        # Asked before anything is sent: once documents are on the ledger, a
+        # failure to build their receipts must not come from here.
+        base = public_url or self.public_url()
         if before_submit is not None:
             before_submit(docs)
         results = self.submit_entries(
@@ -415,35 +418,44 @@ class LedgerClient:
             batch_size=batch_size,
             progress=progress,
         )
-        base = public_url or self.public_url()
         return _anchor_receipts(docs, results, base)
 
     def recover_receipts(
-        self, docs: Sequence[PreparedDocument], *, public_url: str | None = None
-    ) -> list[AnchorReceipt]:
+        self, docs: Sequence[PreparedDocument], *, public_url: str
+    ) -> tuple[list[AnchorReceipt], list[PreparedDocument]]:
         """Receipts of those ``docs`` the ledger holds, found by doc id: for
         when a submission's answer was lost (a timeout, a dropped connection,
         a retry refused as a replay). A document counts as found only if the
-        leaf its history starts with is, byte for byte, its anchor."""
+        leaf its history starts with is, byte for byte, its anchor.
 
-        base = public_url or self.public_url()
-        out = []
+        Returns the receipts found and the documents that could not be
+        checked (the node did not answer); the others are not on the ledger.
+        """
+        found: list[AnchorReceipt] = []
+        unchecked: list[PreparedDocument] = []
         for doc in docs:
             try:
-                found = self.document(doc.doc_id)
-            except ClientError as exc:
-                if exc.status == 404:
+                receipt = self._find_anchor(doc, public_url)
+            except (ClientError, NetworkError) as exc:
+                if isinstance(exc, ClientError) and exc.status == 404:
                     continue
-                raise
-            history = found.get("history") or [{}]
-            first = history[0]
-            index = first.get("leaf_index")
-            if not isinstance(index, int) or first.get("kind") not in (None, "anchor"):
+                unchecked.append(doc)
                 continue
-            if self.leaves(index, index + 1) != [encode_entry(doc.anchor)]:
-                continue
-            out.append(_receipt_of(doc, index, int(first["block"]), base))
-        return out
+            if receipt is not None:
+                found.append(receipt)
+        return found, unchecked
+
+    def _find_anchor(
+        self, doc: PreparedDocument, public_url: str
+    ) -> AnchorReceipt | None:
+        history = self.document(doc.doc_id).get("history") or [{}]
+        first = history[0]
+        index = first.get("leaf_index")
+        if not isinstance(index, int) or first.get("kind") not in (None, "anchor"):
+            return None
+        if self.leaves(index, index + 1) != [encode_entry(doc.anchor)]:
+            return None
+        return _receipt_of(doc, index, int(first["block"]), public_url)
 
     def revoke(
         self,

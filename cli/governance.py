@@ -86,8 +86,12 @@ def _check_approvals(entry: Governance, trust: TrustList) -> None:
     message = governance_message(
         trust.origin, entry.action, entry.params, entry.version
     )
-    good, bad = set(), []
+    # As the ledger counts them: an agency's first approval only, once.
+    good, bad, tried = set(), [], set()
     for approval in entry.approvals:
+        if approval.agency in tried:
+            continue
+        tried.add(approval.agency)
         try:
             keys = trust.agency(approval.agency).admin_keys
         except KeyError:

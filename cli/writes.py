@@ -95,6 +95,7 @@ def anchor(
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
             _check_grant(client, issuer, doc_type)
+            base = public_url or client.public_url()
             try:
                 receipts = _with_progress(
                     len(paths),
@@ -107,13 +108,13 @@ def anchor(
                         wait=mode,
                         valid_from=parse_when(valid_from),
                         valid_until=parse_when(valid_until),
-                        public_url=public_url,
+                        public_url=base,
                         progress=tick,
                         before_submit=journal.keep,
                     ),
                 )
             except (ClientError, NetworkError) as exc:
-                receipts = _recover(client, journal, exc, public_url)
+                receipts = _recover(client, journal, exc, base, qr=qr)
         qr_paths = _save_receipts(receipts, out, qr=qr)
         journal.discard()
     render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
@@ -139,27 +140,40 @@ def _recover(
     client: LedgerClient,
     journal: SaltJournal,
     error: ClientError | NetworkError,
-    public_url: str | None,
+    public_url: str,
+    *,
+    qr: bool,
 ) -> list[AnchorReceipt]:
     """After a failed anchor: the receipts of the documents that reached the
-    ledger all the same, found by doc id. If some did not, their salts stay
-    in the journal and the error stands (after the found ones are saved)."""
+    ledger all the same, found by doc id. If any is not found, or could not
+    be checked, its salt stays in the journal and the error stands (after
+    the receipts found are written)."""
     if not journal.docs:
         raise error  # nothing was sent
     render.err.print(f"[yellow]{error}; looking the documents up on the ledger[/]")
-    try:
-        found = client.recover_receipts(journal.docs, public_url=public_url)
-    except (ClientError, NetworkError):
-        found = []
-    missing = len(journal.docs) - len(found)
-    if missing == 0:
+    found, unchecked = client.recover_receipts(journal.docs, public_url=public_url)
+    total = len(journal.docs)
+    absent = total - len(found) - len(unchecked)
+    if len(found) == total:
         render.err.print("[yellow]every document is on the ledger after all[/]")
         return found
     if found:
-        write_receipts(found, journal.folder, qr=False)
+        write_receipts(found, journal.folder, qr=qr)
+    # A refusal (a 4xx other than a replay) proposed nothing: documents not
+    # found now never will be, and their salts are of no use.
+    refused = isinstance(error, ClientError) and 400 <= error.status < 500
+    refused = refused and isinstance(error, ClientError) and error.status != 409
+    if refused and not unchecked and not found:
+        journal.discard()
+        raise error
+    parts = [f"{len(found)} of {total} on the ledger (receipts written)"]
+    if absent:
+        parts.append(f"{absent} not on the ledger (yet)")
+    if unchecked:
+        parts.append(f"{len(unchecked)} could not be checked")
     render.err.print(
-        f"[red]{missing} of {len(journal.docs)} documents are not on the ledger "
-        f"(yet); their salts are kept in {journal.path}[/]"
+        f"[red]{'; '.join(parts)}; the salts of all {total} are kept in "
+        f"{journal.path}[/]"
     )
     raise error
 

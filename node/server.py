@@ -281,12 +281,14 @@ class Node:
         """
         if not self.is_leader:
             raise NotLeaderError(self.soft.leader)
-        entries = precheck(
-            self.store.view(), raw, now_ms=_now_ms(), admit=admit, decoded=decoded
-        )
+        # A copy of a submission still in flight (a client's retry) is a
+        # replay: refused before precheck charges the agency's rate for it.
         key = submission_key(raw)
         if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")
+        entries = precheck(
+            self.store.view(), raw, now_ms=_now_ms(), admit=admit, decoded=decoded
+        )
         fut: asyncio.Future[Landed] = asyncio.get_running_loop().create_future()
         self.waiters[key] = fut
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,9 +15,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import cli.common
+import tests.cli.fakenode
 from cli import render
 from cli.client import LedgerClient
 from cli.main import app
+from cli.sources import store_document
+from ledger.store import LedgerStore
 from tests.cli.chain import LocalChain
 from tests.cli.fakenode import NODE, FakeNode, problem
 
@@ -446,21 +450,70 @@ def test_an_answer_lost_after_apply_still_gives_every_receipt(
     assert not list(out.glob(".anchor-*"))  # the salts live in the receipts
 
 
-def test_salts_of_documents_not_on_the_ledger_are_kept(
+def test_salts_of_documents_that_may_still_land_are_kept(
     node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    refused = problem(422, "invalid-submission", "refused", reason="other")
-    monkeypatch.setattr(node, "submit", lambda request: refused)
+    """No answer and nothing on the ledger yet: the submission may still
+    commit, so the salts stay."""
+
+    def time_out(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    monkeypatch.setattr(node, "submit", time_out)
     out = tmp_path / "receipts"
     files = _docs(tmp_path, 2)
     code, output = run(*_anchor_args(tmp_path, out, *files))
-    assert code != 0
-    assert "2 of 2 documents are not on the ledger" in output
+    assert code == 3, output
+    assert "0 of 2 on the ledger (receipts written); 2 not on the ledger (yet)" in (
+        output
+    )
     (journal,) = out.glob(".anchor-*.salts.json")
     kept = json.loads(journal.read_text())
     assert [k["file_name"] for k in kept] == ["c0.pdf", "c1.pdf"]
     assert all(len(bytes.fromhex(k["salt"])) == 16 for k in kept)
     assert journal.stat().st_mode & 0o077 == 0
+
+
+def test_a_refused_submission_leaves_no_salts_behind(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = problem(422, "invalid-submission", "refused", reason="other")
+    monkeypatch.setattr(node, "submit", lambda request: refused)
+    out = tmp_path / "receipts"
+    code, output = run(*_anchor_args(tmp_path, out, *_docs(tmp_path, 2)))
+    assert code == 1, output
+    assert "refused by the node" in output
+    assert not list(out.glob(".anchor-*"))
+
+
+def test_found_receipts_are_kept_when_other_lookups_fail(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch was applied and its answer lost; then the node fails to
+    answer for one document: the others get their receipts, and the one
+    that could not be checked is said so."""
+    applied = node.submit
+    files = _docs(tmp_path, 3)
+    failed: list[bytes] = []
+
+    def apply_then_time_out(request: httpx.Request) -> httpx.Response:
+        applied(request)
+        raise httpx.ReadTimeout("the answer was lost", request=request)
+
+    def flaky(store: LedgerStore, doc_id: bytes) -> dict[str, Any] | None:
+        if not failed:
+            failed.append(doc_id)
+            raise httpx.ReadTimeout("no answer for a moment")
+        return store_document(store, doc_id)
+
+    monkeypatch.setattr(node, "submit", apply_then_time_out)
+    monkeypatch.setattr(tests.cli.fakenode, "store_document", flaky)
+    out = tmp_path / "receipts"
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code == 3, output
+    assert "2 of 3 on the ledger (receipts written); 1 could not be checked" in (output)
+    assert len(list(out.glob("*.receipt.json"))) == 2
+    assert len(list(out.glob(".anchor-*.salts.json"))) == 1
 
 
 def test_an_unwritable_receipts_folder_is_refused_before_sending(
