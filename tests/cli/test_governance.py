@@ -1,0 +1,70 @@
+"""``ledger governance``'s pre-check (cli/governance.py): it must count
+approvals exactly as the ledger does (ledger.trust), or it would pass what
+the ledger refuses after a round of consensus, or refuse what it takes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli.governance import _check_approvals
+from cli.verifying import UsageError
+from ledger.codec import Value
+from ledger.entries import Governance, sign_approval
+from ledger.errors import RuleViolation
+from ledger.trust import verify_governance_approvals
+from tests.cli.chain import make_keys, make_trust
+
+KEYS = make_keys(1)
+TRUST = make_trust(KEYS)
+PARAMS: dict[str, Value] = {"id": "health", "doc_types": ["land_survey"]}
+
+
+def _entry(*signers: tuple[str, str]) -> Governance:
+    """A grant approved by (agency, which of its keys) in that order."""
+    approvals = tuple(
+        sign_approval(
+            TRUST.origin,
+            action="grant_doc_types",
+            params=PARAMS,
+            version=TRUST.version + 1,
+            agency=agency,
+            key=getattr(KEYS[agency], which),
+        )
+        for agency, which in signers
+    )
+    return Governance(
+        issuer="health",
+        action="grant_doc_types",
+        params=PARAMS,
+        version=TRUST.version + 1,
+        approvals=approvals,
+    )
+
+
+@pytest.mark.parametrize(
+    "signers",
+    [
+        (("police", "admin"), ("justice", "admin")),
+        (("police", "issuer"), ("justice", "admin")),
+        # A bad approval then a good one by the same agency: the ledger
+        # tries only the first.
+        (("police", "issuer"), ("police", "admin"), ("justice", "admin")),
+        (("police", "admin"), ("police", "admin")),
+    ],
+    ids=["two admins", "a wrong key", "bad then good", "one agency twice"],
+)
+def test_the_pre_check_agrees_with_the_ledger(
+    signers: tuple[tuple[str, str], ...],
+) -> None:
+    entry = _entry(*signers)
+    try:
+        verify_governance_approvals(entry, TRUST)
+        ledger_takes = True
+    except RuleViolation:
+        ledger_takes = False
+    try:
+        _check_approvals(entry, TRUST)
+        cli_takes = True
+    except UsageError:
+        cli_takes = False
+    assert cli_takes == ledger_takes
