@@ -55,11 +55,14 @@ def key(tmp_path: Path, agency: str) -> str:
     return str(tmp_path / "cluster" / agency / "issuer.key")
 
 
-def anchor(
-    tmp_path: Path, agency: str, *files: Path, doc_type: str
-) -> list[dict[str, str]]:
-    out = tmp_path / "receipts"
-    code, output = run(
+def _anchor_args(
+    tmp_path: Path,
+    out: Path,
+    *files: Path,
+    agency: str = "police",
+    doc_type: str = "criminal_record",
+) -> list[str]:
+    return [
         "anchor",
         "--node",
         NODE,
@@ -70,7 +73,15 @@ def anchor(
         "--out",
         str(out),
         *map(str, files),
-    )
+    ]
+
+
+def anchor(
+    tmp_path: Path, agency: str, *files: Path, doc_type: str
+) -> list[dict[str, str]]:
+    out = tmp_path / "receipts"
+    args = _anchor_args(tmp_path, out, *files, agency=agency, doc_type=doc_type)
+    code, output = run(*args)
     assert code == 0, output
     return [json.loads((out / f"{f.name}.receipt.json").read_text()) for f in files]
 
@@ -106,18 +117,7 @@ def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> 
         ]
 
     # A folder: every file in it but hidden ones and our own outputs.
-    code, output = run(
-        "anchor",
-        "--node",
-        NODE,
-        "--key",
-        key(tmp_path, "police"),
-        "--type",
-        "criminal_record",
-        "--out",
-        str(docs),
-        str(docs),
-    )
+    code, output = run(*_anchor_args(tmp_path, docs, docs))
     assert code == 0, output
     assert len(node.submissions) == 2
     code, output = run(
@@ -399,21 +399,6 @@ def test_audit_of_a_tampered_leaf_exits_20_naming_block_and_leaf(
     assert "AUDIT FAILED" in output
     assert f"block height: {victim['block_height']}" in output
     assert f"leaf index:   {leaf_index}" in output
-
-
-def _anchor_args(tmp_path: Path, out: Path, *files: Path) -> list[str]:
-    return [
-        "anchor",
-        "--node",
-        NODE,
-        "--key",
-        key(tmp_path, "police"),
-        "--type",
-        "criminal_record",
-        "--out",
-        str(out),
-        *map(str, files),
-    ]
 
 
 def _docs(tmp_path: Path, count: int) -> list[Path]:
