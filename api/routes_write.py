@@ -156,19 +156,18 @@ async def submit(
     except NotLeaderError:
         return await _forward(request, raw, wait)
     request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)
-    answer = _receipts(node, accepted, sub, wait == "final")
     # 202: committed and applied, but no final checkpoint covered it within
     # the node's submit timeout; the receipts hold, finality is to come.
-    final: bool = getattr(accepted, "final", True)
+    final: bool = accepted.final  # type: ignore[attr-defined]
     return Response(
-        json.dumps(answer),
+        json.dumps(_receipts(node, accepted, sub, wait == "final" and final)),
         status_code=200 if final else 202,
         media_type="application/json",
     )
 
 
 def _receipts(
-    node: NodeLike, accepted: object, sub: Submission, final: bool
+    node: NodeLike, accepted: object, sub: Submission, with_checkpoint: bool
 ) -> dict[str, object]:
     block = accepted.block  # type: ignore[attr-defined]
     first: int = accepted.first_leaf  # type: ignore[attr-defined]
@@ -190,7 +189,7 @@ def _receipts(
             }
         )
     note: str | None = None
-    if final and getattr(accepted, "final", True):
+    if with_checkpoint:
         got = node.store.latest_final()
         note = None if got is None else got[1]
     return {

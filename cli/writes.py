@@ -161,8 +161,8 @@ def _recover(
         write_receipts(found, journal.folder, qr=qr)
     # A refusal (a 4xx other than a replay) proposed nothing: documents not
     # found now never will be, and their salts are of no use.
-    refused = isinstance(error, ClientError) and 400 <= error.status < 500
-    refused = refused and isinstance(error, ClientError) and error.status != 409
+    status = error.status if isinstance(error, ClientError) else None
+    refused = status is not None and 400 <= status < 500 and status != 409
     if refused and not unchecked and not found:
         journal.discard()
         raise error

@@ -29,6 +29,7 @@ from typing import Final, Protocol
 
 from ledger.domains import LOG_LEAF, LOG_NODE
 from ledger.errors import RootMismatchError, StorageError, VerificationError
+from ledger.kept import Kept
 
 __all__ = [
     "EMPTY_ROOT",
@@ -352,7 +353,7 @@ class MerkleLog:
         # Hashes of ranges cut short by a tree's right edge, by (start, end):
         # every proof in the left part of a tree of one size needs the same
         # one. Leaves never change once stored, so a kept hash is not stale.
-        self._ranges: dict[tuple[int, int], bytes] = {}
+        self._ranges: Kept[tuple[int, int], bytes] = Kept(_RANGES_KEPT)
 
     @property
     def size(self) -> int:
@@ -459,9 +460,7 @@ class MerkleLog:
             pieces.append(self._node(level, at >> level))
             at += 1 << level
         digest = _fold(pieces)
-        if len(self._ranges) >= _RANGES_KEPT:
-            self._ranges.clear()
-        self._ranges[(start, end)] = digest
+        self._ranges.put((start, end), digest)
         return digest
 
     def _path(self, level: int, index: int, size: int) -> list[bytes]:

@@ -53,6 +53,7 @@ from ledger.errors import (
     CorruptStoreError,
     StorageError,
 )
+from ledger.kept import Kept
 from ledger.merkle import MerkleLog
 from ledger.rules import BatchInput, apply_batch
 from ledger.statemap import EMPTY_ROOT, VALUE_PREFIX, StateMap, StateProof
@@ -160,7 +161,7 @@ class LedgerStore:
         self._smap: StateMap | None = None  # the writer's, at the tip
         # Recent headers by height: a block never changes once written, and
         # cosigning reads the same few (each read decodes the whole record).
-        self._headers: dict[int, BlockHeader] = {}
+        self._headers: Kept[int, BlockHeader] = Kept(KEPT_HEADERS)
         self._tip = self._load_tip()
 
     # --- opening and checking ---------------------------------------------
@@ -382,7 +383,7 @@ class LedgerStore:
             with self._publish:
                 _write(wb, header.height)
                 self._tip = _Tip(meta, log, applied.trust)
-            self._keep_header(header)
+            self._headers.put(header.height, header)
             smap.mark_committed()
             self._smap = smap  # its node cache serves the next block
             if changed or applied.trust.version != tip.trust.version:
@@ -418,13 +419,8 @@ class LedgerStore:
         if kept is not None and height <= self.height:
             return kept
         header = self._record(height).header
-        self._keep_header(header)
+        self._headers.put(header.height, header)
         return header
-
-    def _keep_header(self, header: BlockHeader) -> None:
-        if len(self._headers) >= KEPT_HEADERS:
-            self._headers.clear()
-        self._headers[header.height] = header
 
     def block(self, height: int) -> Block:
         """Block ``height`` as applied, its submissions byte for byte."""
@@ -684,7 +680,7 @@ class LedgerStore:
                 self._nodes = _kept_nodes(self._kv)
                 self._finality.reset()
                 self._past = self._smap = self._final = None
-                self._headers = {}
+                self._headers = Kept(KEPT_HEADERS)
                 self._undo_floor = 0
                 self._tip = self._load_tip()
         logger.info("snapshot installed path=%s height=%d", self._path, self.height)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ledger.errors import CorruptStoreError, EncodingError, StorageError
+from ledger.kept import Kept
 from ledger.merkle import NodeReader, TreeLevels, inclusion_path, leaf_hash
 from ledger.statemap import VALUE_PREFIX
 from ledger.status import StatusRecord
@@ -200,13 +201,12 @@ class CachedNodes:
     kept: when full, it starts over.
     """
 
-    __slots__ = ("_kept", "_limit", "_min_level", "_reader")
+    __slots__ = ("_kept", "_min_level", "_reader")
 
     def __init__(self, reader: NodeReader, *, min_level: int, limit: int) -> None:
         self._reader = reader
         self._min_level = min_level
-        self._limit = limit
-        self._kept: dict[tuple[int, int], bytes] = {}
+        self._kept: Kept[tuple[int, int], bytes] = Kept(limit)
 
     def node(self, level: int, index: int) -> bytes:
         if level < self._min_level:
@@ -214,9 +214,7 @@ class CachedNodes:
         kept = self._kept.get((level, index))
         if kept is None:
             kept = self._reader.node(level, index)
-            if len(self._kept) >= self._limit:
-                self._kept.clear()
-            self._kept[(level, index)] = kept
+            self._kept.put((level, index), kept)
         return kept
 
 

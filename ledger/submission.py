@@ -33,6 +33,7 @@ from ledger.codec import (
 )
 from ledger.entries import check_agency_id
 from ledger.errors import EncodingError, RuleViolation
+from ledger.kept import Kept
 from ledger.keys import SigningKey, key_id, verify_ed25519
 from ledger.merkle import leaf_hash, root_of
 
@@ -140,7 +141,7 @@ def find_issuer_key(sub: Submission, issuer_keys: Iterable[bytes]) -> bytes:
 
 # Signatures that verified, by hash of key, signature and message.
 _VERIFIED_KEPT: Final = 8192
-_verified: dict[bytes, None] = {}
+_verified: Kept[bytes, bool] = Kept(_VERIFIED_KEPT)
 
 
 def check_signature(
@@ -160,9 +161,7 @@ def check_signature(
     if seen in _verified:
         return
     verify_ed25519(public_key, message, sub.signature)
-    if len(_verified) >= _VERIFIED_KEPT:
-        _verified.clear()
-    _verified[seen] = None
+    _verified.put(seen, True)
 
 
 def verify_submission(
