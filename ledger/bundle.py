@@ -110,12 +110,13 @@ def _change_leaves(
 
 
 def _leaf_part(store: LedgerStore, index: int, size: int) -> dict[str, JSONValue]:
-    batch = store.batch_proof(index)
+    proof = store.leaf_proof(index, size)
+    batch = proof.batch
     rec = batch.location.record
     return {
-        "leaf": encode_base64(store.leaf(index)),
+        "leaf": encode_base64(proof.leaf),
         "index": index,
-        "inclusion": [h.hex() for h in store.inclusion_proof(index, size)],
+        "inclusion": [h.hex() for h in proof.inclusion],
         "submission": {
             "agency": rec.agency,
             "key_id": rec.key_id.hex(),

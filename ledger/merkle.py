@@ -411,6 +411,21 @@ class MerkleLog:
             raise ValueError(f"no leaf {index} in size {size} of {self._size}")
         return self._path(0, index, size)
 
+    def path_above(self, level: int, index: int, size: int) -> list[bytes]:
+        """The part of an inclusion proof above the perfect subtree ``(level,
+        index)``: its siblings up to the root of ``size``. A caller that has
+        the subtree's leaves hashes the part below itself, with
+        ``inclusion_path``, without reading them again.
+
+        Precondition: ``0 < (index + 1) << level <= size <= self.size``
+        (``ValueError``).
+        """
+        if not (level >= 0 and index >= 0 and (index + 1) << level <= size):
+            raise ValueError(f"node ({level}, {index}) not inside size {size}")
+        if size > self._size:
+            raise ValueError(f"size {size} above {self._size}")
+        return self._path(level, index, size)
+
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """Proof that the ``first`` tree is a prefix of the ``second``.
 

@@ -91,11 +91,13 @@ from ledger.store_read import (
     BatchProof,
     CachedNodes,
     LeafLocation,
+    LeafProof,
     NoFinalCheckpointError,
     NotFoundError,
     PastKV,
     StoreView,
     batch_proof,
+    leaf_proof,
     locate,
     past_overlay,
     read_status,
@@ -481,6 +483,15 @@ class LedgerStore:
         if not 0 <= index < self.tree_size:
             raise NotFoundError(f"no leaf {index} (tree size {self.tree_size})")
         return locate(self._kv, index)
+
+    def leaf_proof(self, index: int, size: int) -> LeafProof:
+        """Leaf ``index`` with its inclusion proof in the tree of ``size``
+        and its batch proof, reading the leaves they share once: ``0 <=
+        index < size`` (ValueError), ``size <= tree_size`` (NotFoundError)."""
+        log = self._tip.log
+        if size > log.size:
+            raise NotFoundError(f"no tree of size {size} (tree size {log.size})")
+        return leaf_proof(self._kv, log, index, size)
 
     def batch_proof(self, index: int) -> BatchProof:
         """Leaf ``index``'s path in its signed batch (<= 32 leaf reads)."""

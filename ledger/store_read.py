@@ -10,11 +10,12 @@ from typing import Final
 
 from ledger.errors import CorruptStoreError, EncodingError, StorageError
 from ledger.kept import Kept
-from ledger.merkle import NodeReader, TreeLevels, inclusion_path, leaf_hash
+from ledger.merkle import MerkleLog, NodeReader, TreeLevels, inclusion_path, leaf_hash
 from ledger.statemap import VALUE_PREFIX
 from ledger.status import StatusRecord
 from ledger.store_keys import (
     CHUNK,
+    STORED_MIN_LEVEL,
     SUBMISSION,
     Meta,
     RawKV,
@@ -175,18 +176,77 @@ def batch_proof(kv: RawKV, index: int) -> BatchProof:
     leaf's chunk, then the chunk's path among the stored chunk roots.
     """
     cached = _find_record(kv, index)
-    rec = cached.record
-    loc = _locate(rec, index)
-    chunk, offset = divmod(loc.position, CHUNK)
-    start = rec.first_leaf + chunk * CHUNK
-    end = min(start + CHUNK, rec.first_leaf + rec.count)
+    loc = _locate(cached.record, index)
+    start, end = _chunk_of(loc)
     hashes = [leaf_hash(leaf) for leaf in read_leaves(kv, start, end)]
-    path = inclusion_path(hashes, offset)
+    return _batch_proof(cached, loc, start, hashes)
+
+
+@dataclass(frozen=True, slots=True)
+class LeafProof:
+    """A leaf with both its proofs: in the log, and in its signed batch."""
+
+    leaf: bytes
+    inclusion: list[bytes]  # against the tree size asked for
+    batch: BatchProof
+
+
+# The leaves under one lowest stored log node: an inclusion proof hashes
+# them instead of reading a node.
+_LOW: Final = 1 << STORED_MIN_LEVEL
+
+
+def leaf_proof(kv: RawKV, log: MerkleLog, index: int, size: int) -> LeafProof:
+    """Leaf ``index``, its inclusion proof in the tree of ``size`` and its
+    batch proof, from one read of the leaves both proofs hash: the leaf's
+    chunk and the ``_LOW`` leaves around it (the two mostly overlap).
+
+    Precondition: ``0 <= index < size <= log.size`` (``ValueError``).
+    """
+    if not 0 <= index < size <= log.size:
+        raise ValueError(f"no leaf {index} in size {size} of {log.size}")
+    cached = _find_record(kv, index)
+    loc = _locate(cached.record, index)
+    start, end = _chunk_of(loc)
+    low = index - index % _LOW
+    # The last leaves of a tree may not fill a stored node: the log's own
+    # proof handles that edge.
+    whole = low + _LOW <= size
+    first, last = (min(start, low), max(end, low + _LOW)) if whole else (start, end)
+    leaves = read_leaves(kv, first, last)
+    hashes = [leaf_hash(leaf) for leaf in leaves]
+    if whole:
+        below = hashes[low - first : low - first + _LOW]
+        inclusion = inclusion_path(below, index - low)
+        inclusion += log.path_above(STORED_MIN_LEVEL, index // _LOW, size)
+    else:
+        inclusion = log.inclusion_proof(index, size)
+    return LeafProof(
+        leaf=leaves[index - first],
+        inclusion=inclusion,
+        batch=_batch_proof(cached, loc, start, hashes[start - first : end - first]),
+    )
+
+
+def _chunk_of(loc: LeafLocation) -> tuple[int, int]:
+    """The leaves ``[start, end)`` of the batch chunk holding ``loc``."""
+    rec = loc.record
+    start = rec.first_leaf + loc.position - loc.position % CHUNK
+    return start, min(start + CHUNK, rec.first_leaf + rec.count)
+
+
+def _batch_proof(
+    cached: _Record, loc: LeafLocation, start: int, chunk_hashes: list[bytes]
+) -> BatchProof:
+    """The batch proof of ``loc`` from the hashes of its chunk, which starts
+    at leaf ``start``."""
+    rec = cached.record
+    path = inclusion_path(chunk_hashes, loc.index - start)
     if rec.chunks:
         if cached.chunk_tree is None:
             # Two readers may both build it: the same value, no harm.
             cached.chunk_tree = TreeLevels(rec.chunks)
-        path += cached.chunk_tree.path(chunk)
+        path += cached.chunk_tree.path(loc.position // CHUNK)
     return BatchProof(location=loc, batch_size=rec.count, path=tuple(path))
 
 

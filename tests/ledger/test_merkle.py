@@ -193,6 +193,22 @@ def test_stored_and_in_memory_paths_agree() -> None:
             assert tree.log.inclusion_proof(index, size) == want
 
 
+def test_a_path_above_a_node_completes_the_path_below_it() -> None:
+    tree = _tree()
+    for size in [*range(1, 40), 127, 128, 129, 299, 300]:
+        for level in range(4):
+            for node in range(size >> level):
+                below = tree.leaves[node << level : (node + 1) << level]
+                for offset in range(len(below)):
+                    index = (node << level) + offset
+                    path = inclusion_path(below, offset)
+                    path += tree.log.path_above(level, node, size)
+                    assert path == tree.log.inclusion_proof(index, size)
+    for args in [(0, 5, 5), (2, 1, 7), (0, -1, 5), (0, 0, LOG_LEAVES + 1)]:
+        with pytest.raises(ValueError):
+            tree.log.path_above(*args)
+
+
 def test_kept_levels_give_the_same_paths() -> None:
     tree = _tree()
     for size in [*range(1, 70), 127, 128, 129, 255, 256, 257, 299, 300]:

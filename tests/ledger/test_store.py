@@ -163,6 +163,28 @@ def test_batch_proof_reaches_the_signed_root(db_path: Path, count: int) -> None:
             )
 
 
+def test_leaf_proof_is_the_leaf_and_both_proofs(db_path: Path) -> None:
+    """One read for a bundle's leaf part gives what three separate reads
+    give, for leaves in and out of whole stored nodes, near the edge of the
+    tree asked for, and in batches that do not start on a node."""
+    with LedgerStore.open(db_path, GENESIS) as store:
+        chain = Chain(store, AGENCIES)
+        chain.apply(("moh", [anchor("moh", i) for i in range(3)]))
+        chain.apply(("moj", [anchor("moj", 10 + i) for i in range(2 * CHUNK + 5)]))
+        chain.apply(("mpi", [anchor("mpi", 100 + i) for i in range(11)]))
+        top = store.tree_size
+        for size in sorted({1, 7, 8, 9, 40, top - 3, top}):
+            for index in range(size):
+                proof = store.leaf_proof(index, size)
+                assert proof.leaf == store.leaf(index)
+                assert proof.inclusion == store.inclusion_proof(index, size)
+                assert proof.batch == store.batch_proof(index)
+        with pytest.raises(ValueError):
+            store.leaf_proof(5, 5)
+        with pytest.raises(NotFoundError):
+            store.leaf_proof(0, top + 1)
+
+
 @given(st.integers(1, 200))
 def test_chunk_roots_fold_to_the_batch_root(count: int) -> None:
     hashes = [hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(count)]
