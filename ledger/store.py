@@ -75,6 +75,7 @@ from ledger.store_final import Finality
 from ledger.store_keys import (
     HISTORY,
     META,
+    STORED_MIN_LEVEL,
     BlockRecord,
     LevelKV,
     Meta,
@@ -127,10 +128,10 @@ MAX_LEAVES_PER_READ: Final = 1000
 MAX_BLOCKS_PER_READ: Final = 100
 # Tries at a consistent tip and snapshot without the publish lock.
 LOCK_FREE_TRIES: Final = 2
-# Log nodes of 2**10 leaves and more are kept once read (32 bytes each, and
-# under 10,000 of them at 10^7 leaves), at most this many.
-KEPT_NODES: Final = 16_384
-KEPT_MIN_LEVEL: Final = 10
+# Log nodes are kept once read, at most this many (about 200 bytes each in
+# memory), from the lowest level at which they all fit (CachedNodes.fit:
+# level 6 at 3*10^5 leaves, 17 at 10^9), never below the stored ones.
+KEPT_NODES: Final = 32_768
 KEPT_HEADERS: Final = 256
 
 
@@ -211,6 +212,7 @@ class LedgerStore:
     def _load_tip(self) -> _Tip:
         meta = load_meta(self._kv, self._chain_id, self._path)
         trust = load_trust(self._kv, meta.trust_version, meta.height)
+        self._nodes.fit(meta.tree_size)
         try:
             log = MerkleLog(self._nodes, meta.tree_size)
         except StorageError as exc:
@@ -385,6 +387,7 @@ class LedgerStore:
             with self._publish:
                 _write(wb, header.height)
                 self._tip = _Tip(meta, log, applied.trust)
+            self._nodes.fit(meta.tree_size)
             self._headers.put(header.height, header)
             smap.mark_committed()
             self._smap = smap  # its node cache serves the next block
@@ -698,7 +701,7 @@ class LedgerStore:
 
 
 def _kept_nodes(kv: LevelKV) -> CachedNodes:
-    return CachedNodes(StoredNodes(kv), min_level=KEPT_MIN_LEVEL, limit=KEPT_NODES)
+    return CachedNodes(StoredNodes(kv), min_level=STORED_MIN_LEVEL, limit=KEPT_NODES)
 
 
 def _write(wb: plyvel.WriteBatch, height: int) -> None:

@@ -253,20 +253,35 @@ def _batch_proof(
 class CachedNodes:
     """``merkle.NodeReader`` that keeps the hashes of the perfect subtrees of
     at least ``2**min_level`` leaves it read: every inclusion proof reads
-    one node per level, and the high ones are shared by most proofs.
+    one node per level, and the high ones are shared by many proofs.
 
     A perfect subtree's hash is a function of its leaves, which never
     change once stored, so a kept hash is never stale; a node not stored
     yet raises (StorageError) and is not kept. At most ``limit`` hashes are
-    kept: when full, it starts over.
+    kept: when full, it starts over. ``fit`` lowers ``min_level`` as far
+    as the tree's size allows all the kept levels to fit at once.
     """
 
-    __slots__ = ("_kept", "_min_level", "_reader")
+    __slots__ = ("_floor", "_kept", "_limit", "_min_level", "_reader")
 
     def __init__(self, reader: NodeReader, *, min_level: int, limit: int) -> None:
         self._reader = reader
-        self._min_level = min_level
+        self._floor = self._min_level = min_level
+        self._limit = limit
         self._kept: Kept[tuple[int, int], bytes] = Kept(limit)
+
+    @property
+    def min_level(self) -> int:
+        return self._min_level
+
+    def fit(self, tree_size: int) -> None:
+        """Keep the lowest levels whose nodes, in a tree of ``tree_size``
+        leaves, fill at most half of ``limit`` (never below the floor given
+        at construction). Levels ``l`` and above hold at most ``tree_size >>
+        (l - 1)`` nodes; the least ``k = l - 1`` with that at most ``half``
+        is the bit length of ``tree_size // (half + 1)``."""
+        need = (tree_size // (self._limit // 2 + 1)).bit_length() + 1
+        self._min_level = max(self._floor, need)
 
     def node(self, level: int, index: int) -> bytes:
         if level < self._min_level:

@@ -42,6 +42,7 @@ from ledger.store_keys import (
     node_key,
     prefix_end,
 )
+from ledger.store_read import CachedNodes
 from ledger.submission import batch_root, decode_submission, signing_message
 from tests.ledger.store_helpers import (
     ORIGIN,
@@ -183,6 +184,36 @@ def test_leaf_proof_is_the_leaf_and_both_proofs(db_path: Path) -> None:
             store.leaf_proof(5, 5)
         with pytest.raises(NotFoundError):
             store.leaf_proof(0, top + 1)
+
+
+class _CountingReader:
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, int]] = []
+
+    def node(self, level: int, index: int) -> bytes:
+        self.reads.append((level, index))
+        return hashlib.sha256(bytes([level]) + index.to_bytes(8, "big")).digest()
+
+
+def test_kept_log_nodes_go_as_low_as_the_tree_allows() -> None:
+    """Kept levels come down to where a whole tree's nodes fit in half the
+    limit, and never below the floor; below them every read goes through."""
+    reader = _CountingReader()
+    nodes = CachedNodes(reader, min_level=3, limit=1024)
+    fits = [(0, 3), (1000, 3), (4096, 4), (4200, 5), (300_000, 11), (10**9, 22)]
+    for size, level in fits:
+        nodes.fit(size)
+        assert nodes.min_level == level
+        # A tree that size has at most half the limit in nodes at the kept
+        # levels, and more than that one level lower (unless at the floor).
+        assert size >> (level - 1) <= 512
+        assert size >> (level - 2) > 512 or level == 3
+    nodes.fit(4096)
+    for _ in range(2):
+        assert nodes.node(4, 7) == reader.node(4, 7)
+        nodes.node(3, 7)
+    assert reader.reads.count((4, 7)) == 3  # once kept, twice by the test
+    assert reader.reads.count((3, 7)) == 2
 
 
 @given(st.integers(1, 200))
