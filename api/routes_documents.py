@@ -19,7 +19,7 @@ from api.problems import ProblemError
 from api.qr import qr_png, qr_svg, qr_url
 from api.verify_page import VERIFY_PAGE_HEADERS, VerifyView, render_verify_page
 from ledger.bundle import build_bundle
-from ledger.entries import decode_entry
+from ledger.entries import decode_entry, peek_kind
 from ledger.errors import LedgerError, StorageError, VerificationError
 from ledger.store import LedgerStore, NotFoundError
 from ledger.verify import Verdict, verify_bundle
@@ -61,11 +61,7 @@ def document_response(store: LedgerStore, doc_id: str) -> Response:
     elif status == "valid" and rec.valid_from is not None and rec.valid_from > now:
         status = "not_yet_valid"
     history = [
-        {
-            "leaf_index": leaf,
-            "block": height,
-            "kind": type(decode_entry(store.leaf(leaf))).__name__.lower(),
-        }
+        {"leaf_index": leaf, "block": height, "kind": _kind(store.leaf(leaf))}
         for leaf, height in rows
     ]
     return json_response(
@@ -86,6 +82,12 @@ def document_response(store: LedgerStore, doc_id: str) -> Response:
             "history": history,
         }
     )
+
+
+def _kind(leaf: bytes) -> str:
+    # A stored leaf was decoded and checked when its block was applied;
+    # anything that does not peek as an entry is decoded (and refused).
+    return peek_kind(leaf) or decode_entry(leaf).kind
 
 
 def bundle_response(store: LedgerStore, doc_id: str) -> Response:

@@ -98,15 +98,8 @@ def _warn_if_exposed(key_file: Path) -> None:
         )
 
 
-def _entry_kind(data: bytes) -> str:
-    # Accepted entries are canonical maps whose first key is "kind", so the
-    # kind is the fixstr right after it: no need to decode the whole entry.
-    if len(data) > 7 and data[1:6] == b"\xa4kind" and 0xA0 <= data[6] <= 0xBF:
-        return data[7 : 7 + (data[6] & 0x1F)].decode("ascii", "replace")
-    return "unknown"
-
-
 def _count_block(metrics: Metrics, block: Block) -> None:
+    from ledger.entries import peek_kind
     from ledger.submission import decode_submission
 
     for data, outcome in zip(block.submissions, block.outcomes, strict=True):
@@ -114,7 +107,7 @@ def _count_block(metrics: Metrics, block: Block) -> None:
         if outcome.code != "ok":
             continue
         for entry in decode_submission(data).entries:
-            metrics.entries.labels(_entry_kind(entry)).inc()
+            metrics.entries.labels(peek_kind(entry) or "unknown").inc()
 
 
 async def _update_gauges(node: Node, metrics: Metrics) -> None:

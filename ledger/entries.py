@@ -324,6 +324,21 @@ def encode_entry(entry: Entry) -> bytes:
     return pack(value)
 
 
+def peek_kind(data: bytes) -> str | None:
+    """The kind of canonical entry bytes without decoding them, or None if
+    they do not start as a canonical entry of a known kind does.
+
+    A canonical entry is a map whose first key is "kind", so its kind is
+    the fixstr right after that key. Nothing else is checked: for bytes of
+    unknown origin, ``decode_entry`` is the check.
+    """
+    if len(data) > 7 and data[1:6] == b"\xa4kind" and 0xA0 <= data[6] <= 0xBF:
+        kind = data[7 : 7 + (data[6] & 0x1F)].decode("ascii", "replace")
+        if kind in _SCHEMAS:
+            return kind
+    return None
+
+
 def decode_entry(data: bytes) -> Entry:
     """Parse leaf bytes; raises EncodingError unless canonical and valid."""
     value = unpack(data)

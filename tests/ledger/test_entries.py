@@ -23,6 +23,7 @@ from ledger.entries import (
     derive_doc_id,
     encode_entry,
     governance_message,
+    peek_kind,
     record_key,
     sign_approval,
 )
@@ -76,6 +77,24 @@ def test_kind_is_the_first_key(entry: Entry) -> None:
     assert isinstance(value, dict)
     assert next(iter(value)) == "kind"
     assert value["kind"] == entry.kind
+
+
+@pytest.mark.parametrize("entry", SAMPLES, ids=lambda e: e.kind)
+def test_the_kind_peeks_out_of_the_leaf_bytes(entry: Entry) -> None:
+    assert peek_kind(encode_entry(entry)) == entry.kind
+
+
+def test_peek_kind_is_none_for_what_is_not_an_entry() -> None:
+    good = encode_entry(SAMPLES[0])
+    for data in [
+        b"",
+        good[:7],  # cut before the kind
+        pack({"kond": "anchor"}),  # another first key
+        pack({"kind": "burn"}),  # no such kind
+        pack({"kind": 7}),  # not a string
+        msgpack.packb({"kind": "anchor" * 6}),  # longer than a fixstr
+    ]:
+        assert peek_kind(data) is None, data
 
 
 def test_key_order_follows_the_schema_and_optionals_are_omitted() -> None:
