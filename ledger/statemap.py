@@ -40,6 +40,7 @@ from typing import Final, Protocol, TypeAlias, TypeVar
 
 from ledger.domains import STATE_NODE
 from ledger.errors import CorruptStoreError
+from ledger.kept import Kept
 from ledger.stateproof import (
     EMPTY,
     EMPTY_ROOT,
@@ -187,14 +188,22 @@ def _full_heap(slots: Sequence[_Slot]) -> _Heap:
     return hashes, sizes
 
 
-@functools.lru_cache(maxsize=2048)
+@functools.lru_cache(maxsize=64)
 def _hashed_node(raw: bytes, nid: bytes) -> tuple[list[_Slot], _Heap]:
-    """A stored node decoded and hashed, for proofs. Keyed by its bytes (and
-    id, for the error message), so it is only ever what they decode to: the
-    nodes near the root, on every proof's path, are hashed once. Callers
-    must not change what it returns."""
+    """A stored node decoded and hashed. Keyed by its bytes (and id, for the
+    error message), so it is only ever what they decode to: the root node,
+    which every new StateMap checks, is hashed once. Callers must not
+    change what it returns."""
     slots = _decode_node(raw, nid)
     return slots, _full_heap(slots)
+
+
+# Proofs keep the nodes down to this nibble depth (at most 4,369 of them in
+# a tree, about 2.5 KB each decoded), by id and hash: every proof's path
+# starts through them, and a kept one is found without a read.
+_KEPT_DEPTH: Final = 3
+_KEPT_NODES: Final = 8192
+_kept: Final[Kept[tuple[bytes, bytes], tuple[list[_Slot], _Heap]]] = Kept(_KEPT_NODES)
 
 
 # --- applying a batch -----------------------------------------------------
@@ -327,12 +336,17 @@ class StateMap:
             return StateProof(kind=EMPTY, bitmap=b"", siblings=())
         path: list[bytes] = []
         depth = 0
+        digest = self._root
         while True:
             nid = _node_id(depth, key)
-            slots, heap = _hashed_node(self._stored(nid), nid)
-            end = _walk(heap, slots, _nibble(key, depth), path, depth == 0)
+            slots, heap = self._proof_node(depth, nid, digest)
+            nib = _nibble(key, depth)
+            end = _walk(heap, slots, nib, path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
+            child = slots[nib]
+            assert child is not None  # _walk goes on only into inner children
+            digest = child[0]
             depth += 1
 
     # -- reading -----------------------------------------------------------
@@ -342,6 +356,32 @@ class StateMap:
         if skey in pending:
             return pending[skey]
         return self._kv.get(skey)
+
+    def _proof_node(
+        self, depth: int, nid: bytes, digest: bytes
+    ) -> tuple[list[_Slot], _Heap]:
+        """Node ``nid`` decoded and hashed, given ``digest``, the hash its
+        parent holds for it (the root's: ``root``).
+
+        A node's hash binds what it holds, and its id where it is, so a
+        node kept under both is right for every tree it belongs to: the
+        tip's, an older one's, one with pending writes. Callers must not
+        change what it returns.
+        """
+        kept = depth <= _KEPT_DEPTH
+        if kept:
+            found = _kept.get((nid, digest))
+            if found is not None:
+                return found
+        slots = _decode_node(self._stored(nid), nid)
+        node = (slots, _full_heap(slots))
+        if node[1][0][1] != digest:
+            raise CorruptStoreError(
+                f"state node {nid.hex()} does not hash to what its parent holds"
+            )
+        if kept:
+            _kept.put((nid, digest), node)
+        return node
 
     def _stored(self, nid: bytes) -> bytes:
         raw = self._read(nid)

@@ -277,6 +277,25 @@ def test_opening_at_a_root_the_store_does_not_hold_is_refused() -> None:
         StateMap({}, smap.root)
 
 
+@pytest.mark.parametrize("depth", [1, 5, 40])
+def test_a_stored_node_its_parent_does_not_hash_to_is_refused(depth: int) -> None:
+    """A proof never passes on a node that disagrees with the hash its parent
+    holds for it, near the root (kept once read) or deep down."""
+    # Keys sharing 4 * depth + 3 bits need a node at every depth down there.
+    first = bytes(32)
+    second = flip(first, 4 * depth + 3)
+    third = flip(first, 4 * depth + 2)
+    kv, smap = build({first: b"a", second: b"b", third: b"c"})
+    nid = b"sn" + bytes([depth]) + bytes((depth + 1) >> 1)
+    raw = kv[nid]
+    # The same layout, another leaf hash: decodes fine, hashes otherwise.
+    kv[nid] = raw[:-1] + bytes([raw[-1] ^ 1])
+    with pytest.raises(CorruptStoreError, match=nid.hex()):
+        StateMap(kv, smap.root).prove(second)
+    kv[nid] = raw
+    verify_state(smap.root, second, b"b", StateMap(kv, smap.root).prove(second))
+
+
 def test_keys_must_be_exactly_32_bytes() -> None:
     _, smap = build({BASE: b"v"})
     for bad in (b"", BASE[:31], BASE + b"\x00"):
