@@ -320,10 +320,6 @@ class Node:
                 final = False
         return Accepted(block, index, landed.first_leaf, final)
 
-    async def wait_final(self, height: int, timeout_s: float) -> None:
-        """Wait until a final checkpoint covers ``height``."""
-        await self.cosigner.wait_final(height, timeout_s)
-
     # -- the driver ----------------------------------------------------------
 
     def _on_frame(self, peer: str, frame: bytes) -> None:
