@@ -80,11 +80,19 @@ def anchor(
         bool, typer.Option("--qr/--no-qr", help="Write a QR image per document.")
     ] = True,
     timeout: TimeoutOpt = 60.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="List what would be anchored, check it, send nothing."
+        ),
+    ] = False,
 ) -> None:
     """Anchor documents: hash locally, salt, sign in batches, write receipts.
 
     Each document gets DIR/<name>.receipt.json (keep it: its salt is what
-    lets anyone verify the document) and DIR/<name>.qr.png.
+    lets anyone verify the document) and DIR/<name>.qr.png. A folder means
+    every file under it but hidden ones and receipts or QR images; see
+    which with --dry-run.
     """
     with handled():
         paths = collect_files(files)
@@ -95,6 +103,14 @@ def anchor(
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
             _check_grant(client, issuer, doc_type)
+            if dry_run:
+                for path in paths:
+                    render.out.print(str(path), markup=False, highlight=False)
+                render.out.print(
+                    f"{len(paths)} file(s) would be anchored by {issuer} as "
+                    f"{doc_type!r}; nothing was sent (--dry-run)"
+                )
+                return
             base = public_url or client.public_url()
             try:
                 receipts = _with_progress(

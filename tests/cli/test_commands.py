@@ -143,6 +143,28 @@ def test_anchor_writes_receipts_and_qr_codes(node: FakeNode, tmp_path: Path) -> 
     ]
 
 
+def test_a_dry_run_lists_what_a_folder_would_anchor_and_sends_nothing(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    for name in ("a.pdf", "sub/b.pdf", ".hidden", "c.pdf.receipt.json"):
+        (docs / name).write_bytes(b"x")
+    code, output = run(*_anchor_args(tmp_path, tmp_path / "out", docs), "--dry-run")
+    assert code == 0, output
+    assert output.splitlines() == [
+        str(docs / "a.pdf"),
+        str(docs / "sub" / "b.pdf"),
+        "2 file(s) would be anchored by police as 'criminal_record'; nothing was "
+        "sent (--dry-run)",
+    ]
+    assert node.submissions == []
+    assert not any((tmp_path / "out").iterdir())  # no receipt, no salt journal
+    # What would be refused still is.
+    args = _anchor_args(tmp_path, tmp_path / "out", docs, doc_type="land_use")
+    assert run(*args, "--dry-run")[0] == 2
+
+
 def test_anchor_of_a_type_not_granted_is_refused_before_sending(
     node: FakeNode, tmp_path: Path
 ) -> None:
