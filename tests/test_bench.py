@@ -129,7 +129,10 @@ def test_the_readme_table_is_the_one_made_from_latest_json(
     latest: dict[str, Any],
 ) -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert readme.START in text and readme.END in text
+    # One table, and each section once: a second, stale copy would be read.
+    assert text.count(readme.START) == text.count(readme.END) == 1
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(set(headings)), headings
     shown = text.split(readme.START, 1)[1].split(readme.END, 1)[0].strip()
     assert shown == readme.table(latest)
     for name in _figures(latest):
