@@ -107,8 +107,8 @@ def anchor(
                 for path in paths:
                     render.out.print(str(path), markup=False, highlight=False)
                 render.out.print(
-                    f"{len(paths)} file(s) would be anchored by {issuer} as "
-                    f"{doc_type!r}; nothing was sent (--dry-run)"
+                    f"{len(paths)} file(s) for {issuer} as {doc_type!r}; "
+                    "--dry-run: nothing sent"
                 )
                 return
             base = public_url or client.public_url()

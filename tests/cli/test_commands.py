@@ -155,8 +155,7 @@ def test_a_dry_run_lists_what_a_folder_would_anchor_and_sends_nothing(
     assert output.splitlines() == [
         str(docs / "a.pdf"),
         str(docs / "sub" / "b.pdf"),
-        "2 file(s) would be anchored by police as 'criminal_record'; nothing was "
-        "sent (--dry-run)",
+        "2 file(s) for police as 'criminal_record'; --dry-run: nothing sent",
     ]
     assert node.submissions == []
     assert not any((tmp_path / "out").iterdir())  # no receipt, no salt journal
