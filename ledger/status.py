@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ledger.codec import (
+    INT_MAX,
     Field,
     Value,
     check_record,
@@ -116,6 +117,9 @@ class StatusRecord:
 
     @classmethod
     def from_value(cls, value: Value) -> StatusRecord:
+        fast = _fast_document(value)
+        if fast is not None:
+            return fast
         rec = check_record(value, STATUS_FIELDS, "status")
         return cls(
             status=get_str(rec, "status"),
@@ -180,3 +184,46 @@ class StatusRecord:
             version=entry.version,
             digest=entry.digest,
         )
+
+
+# The key orders of a document's record that has only been anchored: what
+# almost every status read decodes.
+_ANCHORED_KEYS: Final = frozenset(
+    ("status", "issuer", "doc_type", "issued_at", *window, "anchor_leaf", "leaf")
+    for window in ((), ("valid_from",), ("valid_until",), ("valid_from", "valid_until"))
+)
+
+
+def _is_u64(value: Value) -> bool:
+    return type(value) is int and 0 <= value <= INT_MAX
+
+
+def _fast_document(value: Value) -> StatusRecord | None:
+    """The record in ``value`` if it plainly is an anchored document's, else
+    None.
+
+    Like ``entries._fast_anchor``: it accepts only maps that
+    ``check_record(value, STATUS_FIELDS)`` accepts too (the exact key order,
+    exact types, the same bounds), and the constructor's checks still run;
+    anything else takes the generic path, which raises with a precise
+    message.
+    """
+    if type(value) is not dict or tuple(value) not in _ANCHORED_KEYS:
+        return None
+    status, issuer, doc_type = value["status"], value["issuer"], value["doc_type"]
+    valid_from, valid_until = value.get("valid_from"), value.get("valid_until")
+    if not (
+        type(status) is str
+        and type(issuer) is str
+        and type(doc_type) is str
+        and len(status) <= 16
+        and len(issuer) <= 40
+        and len(doc_type) <= 40
+        and _is_u64(value["issued_at"])
+        and _is_u64(value["anchor_leaf"])
+        and _is_u64(value["leaf"])
+        and (valid_from is None or _is_u64(valid_from))
+        and (valid_until is None or _is_u64(valid_until))
+    ):
+        return None
+    return StatusRecord(**value)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import hashlib
 
 import pytest
 
+import ledger.status
 from ledger.block import (
     Block,
     BlockHeader,
@@ -21,7 +22,7 @@ from ledger.block import (
 from ledger.codec import Value, pack, unpack
 from ledger.entries import Anchor, Record, Revoke, Supersede
 from ledger.errors import EncodingError, RootMismatchError
-from ledger.status import StatusRecord
+from ledger.status import StatusRecord, _fast_document
 
 SUBS = (b"\x81\xa1a\x01", b"\x81\xa1b\x02")
 OUTCOMES = (Outcome("ok"), Outcome("not_owner", 3))
@@ -200,6 +201,42 @@ def test_status_transitions_keep_the_anchor_and_move_the_leaf() -> None:
         "anchor_leaf",
         "leaf",
     ]
+
+
+@pytest.mark.parametrize(
+    "window", [(None, None), (1, None), (None, 2**64 - 1), (0, 7)], ids=str
+)
+def test_the_anchored_fast_path_agrees_with_the_schema_check(
+    window: tuple[int | None, int | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding takes a shortcut for an anchored document's record; it must
+    # accept exactly what the generic check accepts, and build the same.
+    entry = dataclasses.replace(ANCHOR, valid_from=window[0], valid_until=window[1])
+    rec = StatusRecord.anchored(entry, leaf=3)
+    value = rec.to_value()
+    bad: list[dict[str, Value]] = [
+        value | {"issuer": "x" * 41},
+        value | {"doc_type": b"criminal_record"},
+        value | {"leaf": True},
+        value | {"anchor_leaf": -1},
+        value | {"issued_at": 2**64},
+        value | {"status": "s" * 17},
+        value | {"status": "lost"},  # the constructor's check
+        dict(reversed(value.items())),
+    ]
+    fast = [StatusRecord.from_value(value)] + [_outcome(v) for v in bad]
+    assert _fast_document(value) == rec
+    assert all(_fast_document(v) is None for v in bad[:-2])
+    monkeypatch.setattr(ledger.status, "_fast_document", lambda value: None)
+    assert [StatusRecord.from_value(value)] + [_outcome(v) for v in bad] == fast
+    assert fast[0] == rec and all(isinstance(o, str) for o in fast[1:])
+
+
+def _outcome(value: Value) -> StatusRecord | str:
+    try:
+        return StatusRecord.from_value(value)
+    except EncodingError as exc:
+        return str(exc)
 
 
 def test_status_decode_refuses_half_filled_records() -> None:
