@@ -61,7 +61,12 @@ def document_response(store: LedgerStore, doc_id: str) -> Response:
     elif status == "valid" and rec.valid_from is not None and rec.valid_from > now:
         status = "not_yet_valid"
     history = [
-        {"leaf_index": leaf, "block": height, "kind": _kind(store.leaf(leaf))}
+        {
+            "leaf_index": leaf,
+            "block": height,
+            # A document's anchor_leaf is the leaf of the anchor that made it.
+            "kind": "anchor" if leaf == rec.anchor_leaf else _kind(store.leaf(leaf)),
+        }
         for leaf, height in rows
     ]
     return json_response(
