@@ -267,6 +267,12 @@ def build_record(fields: Sequence[Field], values: dict[str, Value]) -> dict[str,
     return out
 
 
+def is_u64(value: Value) -> bool:
+    """Whether ``value`` is an int field's value with the default bounds
+    (not a bool): what the decoders' fast paths check without ``Field``."""
+    return type(value) is int and 0 <= value <= INT_MAX
+
+
 def get_int(rec: dict[str, Value], name: str) -> int:
     val = rec[name]
     assert isinstance(val, int)

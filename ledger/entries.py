@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, ClassVar, Final, TypeAlias
 
 from ledger import domains
 from ledger.codec import (
-    INT_MAX,
     Field,
     Value,
     build_record,
@@ -34,6 +33,7 @@ from ledger.codec import (
     get_list,
     get_opt_int,
     get_str,
+    is_u64,
     pack,
     unpack,
 )
@@ -363,10 +363,6 @@ _ANCHOR_KEYS: Final = frozenset(
 )
 
 
-def _is_time(value: Value) -> bool:
-    return type(value) is int and 0 <= value <= INT_MAX
-
-
 def _fast_anchor(value: dict[str, Value]) -> Anchor | None:
     """The anchor in ``value`` if it plainly fits ANCHOR_FIELDS, else None.
 
@@ -389,9 +385,9 @@ def _fast_anchor(value: dict[str, Value]) -> Anchor | None:
         and len(issuer) <= 40
         and len(doc_id) == 32
         and len(doc_type) <= 40
-        and _is_time(issued_at)
-        and (valid_from is None or _is_time(valid_from))
-        and (valid_until is None or _is_time(valid_until))
+        and is_u64(issued_at)
+        and (valid_from is None or is_u64(valid_from))
+        and (valid_until is None or is_u64(valid_until))
     ):
         return None
     return Anchor(

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from ledger.codec import (
-    INT_MAX,
     Field,
     Value,
     check_record,
@@ -33,6 +32,7 @@ from ledger.codec import (
     get_opt_int,
     get_opt_str,
     get_str,
+    is_u64,
     pack,
     unpack,
 )
@@ -194,10 +194,6 @@ _ANCHORED_KEYS: Final = frozenset(
 )
 
 
-def _is_u64(value: Value) -> bool:
-    return type(value) is int and 0 <= value <= INT_MAX
-
-
 def _fast_document(value: Value) -> StatusRecord | None:
     """The record in ``value`` if it plainly is an anchored document's, else
     None.
@@ -219,11 +215,11 @@ def _fast_document(value: Value) -> StatusRecord | None:
         and len(status) <= 16
         and len(issuer) <= 40
         and len(doc_type) <= 40
-        and _is_u64(value["issued_at"])
-        and _is_u64(value["anchor_leaf"])
-        and _is_u64(value["leaf"])
-        and (valid_from is None or _is_u64(valid_from))
-        and (valid_until is None or _is_u64(valid_until))
+        and is_u64(value["issued_at"])
+        and is_u64(value["anchor_leaf"])
+        and is_u64(value["leaf"])
+        and (valid_from is None or is_u64(valid_from))
+        and (valid_until is None or is_u64(valid_until))
     ):
         return None
     return StatusRecord(**value)  # type: ignore[arg-type]
