@@ -85,7 +85,10 @@ def audit(
     served_note = source.final_checkpoint()
     tip = source.height()
     with tempfile.TemporaryDirectory(prefix="ledger-audit-", dir=work_dir) as tmp:
-        store = LedgerStore.open(Path(tmp) / "replay", trust, full_check=False)
+        # A scratch replay, deleted after: syncing its blocks buys nothing.
+        store = LedgerStore.open(
+            Path(tmp) / "replay", trust, full_check=False, durable=False
+        )
         try:
             replay = Replay(
                 source=source,

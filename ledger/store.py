@@ -146,9 +146,12 @@ class LedgerStore:
     """The chain in LevelDB; also a ``merkle.NodeReader`` and a
     ``statemap.KVReader`` over itself. Build it with ``LedgerStore.open``."""
 
-    def __init__(self, path: Path, db: plyvel.DB, genesis: TrustList) -> None:
+    def __init__(
+        self, path: Path, db: plyvel.DB, genesis: TrustList, *, durable: bool = True
+    ) -> None:
         self._path = path
         self._db = db
+        self._durable = durable  # sync every block's write
         self._kv = LevelKV(db)
         self._nodes = _kept_nodes(self._kv)
         self._genesis = genesis
@@ -176,6 +179,7 @@ class LedgerStore:
         genesis: TrustList,
         *,
         full_check: bool | None = None,
+        durable: bool = True,
     ) -> LedgerStore:
         """Create or open the store at ``path`` for the chain of ``genesis``.
 
@@ -185,13 +189,17 @@ class LedgerStore:
         (naming the block) if the store disagrees with itself,
         ``ConfigError`` if it belongs to another chain, ``StorageError`` if
         LevelDB cannot open it (another process holds it, say).
+
+        ``durable=False`` leaves each block's write to the operating
+        system, not synced: for a scratch copy that nothing is acknowledged
+        from (an auditor's replay), never for a node's ledger.
         """
         target = Path(path)
         finish_import(target)
         db = open_db(target, create=True)
         try:
             init_if_empty(db, genesis)
-            store = cls(target, db, genesis)
+            store = cls(target, db, genesis, durable=durable)
             full = full_check
             if full is None:
                 full = store.tree_size <= FULL_CHECK_MAX_LEAVES
@@ -376,7 +384,7 @@ class LedgerStore:
                 applied_index=raft_index,
                 trust_version=applied.trust.version,
             )
-            wb = self._db.write_batch(sync=True)
+            wb = self._db.write_batch(sync=self._durable)
             carried = {
                 c.height for c in batch.cosignatures if 0 < c.height <= tip.meta.height
             }
@@ -411,7 +419,7 @@ class LedgerStore:
             if raft_index <= tip.meta.applied_index:
                 return
             meta = dataclasses.replace(tip.meta, applied_index=raft_index)
-            wb = self._db.write_batch(sync=True)
+            wb = self._db.write_batch(sync=self._durable)
             wb.put(META, meta.encode())
             with self._publish:
                 _write(wb, tip.meta.height)

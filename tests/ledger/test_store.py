@@ -331,6 +331,20 @@ def test_reopen_gives_identical_roots_and_proofs(chain: Chain) -> None:
         assert again.log_root(76) == root
 
 
+def test_a_store_that_does_not_sync_builds_the_same_chain(tmp_path: Path) -> None:
+    """An auditor's scratch replay leaves its writes to the OS: the chain it
+    builds, and what a reopen finds, are a synced store's."""
+    tips = []
+    for name, durable in (("synced", True), ("scratch", False)):
+        with LedgerStore.open(tmp_path / name, GENESIS, durable=durable) as store:
+            chain = Chain(store, AGENCIES)
+            _fill(chain)
+            tips.append(_tip(store))
+        with LedgerStore.open(tmp_path / name, GENESIS, full_check=True) as again:
+            assert _tip(again) == tips[-1]
+    assert tips[0] == tips[1]
+
+
 def test_open_refuses_another_chain(chain: Chain) -> None:
     chain.store.close()
     other = make_genesis(AGENCIES, origin="other.example/log")
