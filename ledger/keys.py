@@ -28,6 +28,7 @@ import nacl.exceptions
 import nacl.signing
 
 from ledger.errors import ConfigError, VerificationError
+from ledger.kept import Kept
 
 ED25519_ALG: Final = b"\x01"  # C2SP signed-note signature type for Ed25519
 KEY_ID_SIZE: Final = 4
@@ -164,6 +165,16 @@ def parse_verifier_key(text: str) -> Verifier:
         raise VerificationError("malformed", f"bad verifier key: {exc}") from exc
 
 
+# Signatures that verified, by a hash of key, signature and message. The
+# same signature is often checked more than once: a submission at intake
+# and again when its block applies, a cosignature when it is carried in a
+# block and again whenever the final checkpoint is looked for. Only
+# successes are kept, under all three, so a kept answer is the one
+# verifying again would give.
+_VERIFIED_KEPT: Final = 8192
+_verified: Kept[bytes, bool] = Kept(_VERIFIED_KEPT)
+
+
 def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Check an Ed25519 signature (RFC 8032, libsodium's strict rules).
 
@@ -175,6 +186,10 @@ def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None:
         raise VerificationError("tampered", f"public key of {len(public_key)} bytes")
     if len(signature) != SIGNATURE_SIZE:
         raise VerificationError("tampered", f"signature of {len(signature)} bytes")
+    # Key and signature have fixed lengths, so the concatenation is unique.
+    seen = hashlib.sha256(bytes(public_key) + signature + message).digest()
+    if seen in _verified:
+        return
     try:
         verify_key = nacl.signing.VerifyKey(bytes(public_key))
         verify_key.verify(bytes(message), bytes(signature))
@@ -182,6 +197,7 @@ def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None:
         raise VerificationError(
             "tampered", "Ed25519 signature does not verify"
         ) from exc
+    _verified.put(seen, True)
 
 
 class SigningKey:

@@ -13,7 +13,6 @@ timestamp bound replays within a chain (the rules check both).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -33,7 +32,6 @@ from ledger.codec import (
 )
 from ledger.entries import check_agency_id
 from ledger.errors import EncodingError, RuleViolation
-from ledger.kept import Kept
 from ledger.keys import SigningKey, key_id, verify_ed25519
 from ledger.merkle import leaf_hash, root_of
 
@@ -139,11 +137,6 @@ def find_issuer_key(sub: Submission, issuer_keys: Iterable[bytes]) -> bytes:
     )
 
 
-# Signatures that verified, by hash of key, signature and message.
-_VERIFIED_KEPT: Final = 8192
-_verified: Kept[bytes, bool] = Kept(_VERIFIED_KEPT)
-
-
 def check_signature(
     sub: Submission, origin: str, public_key: bytes, root: bytes
 ) -> None:
@@ -154,14 +147,8 @@ def check_signature(
     """
     message = signing_message(origin, sub.agency, sub.nonce, sub.timestamp_ms, root)
     # The leader checks a submission at intake and again when its block is
-    # applied; the second check of the same (key, message, signature) is
-    # answered from the first. Only successes are kept, under a hash of all
-    # three, so the answer is the one verifying again would give.
-    seen = hashlib.sha256(public_key + sub.signature + message).digest()
-    if seen in _verified:
-        return
+    # applied: verify_ed25519 answers the second from the first.
     verify_ed25519(public_key, message, sub.signature)
-    _verified.put(seen, True)
 
 
 def verify_submission(

@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+import nacl.signing
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -76,6 +77,37 @@ def test_signatures_verify_under_an_independent_implementation() -> None:
     verify_ed25519(key.public_key, b"hello", sig)
     with pytest.raises(VerificationError):
         verify_ed25519(key.public_key, b"hellO", sig)
+
+
+def test_a_verified_signature_is_answered_again_without_verifying(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key, other = SigningKey.generate(), SigningKey.generate().public_key
+    message = os.urandom(40)
+    sig = key.sign(message)
+    verify_ed25519(key.public_key, message, sig)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("verified again")
+
+    monkeypatch.setattr(nacl.signing, "VerifyKey", refuse)
+    verify_ed25519(key.public_key, message, sig)  # kept
+    # Only that exact triple is kept: any other one is verified.
+    for args in [
+        (key.public_key, message + b"x", sig),
+        (other, message, sig),
+        (key.public_key, message, sig[:-1] + bytes([sig[-1] ^ 1])),
+    ]:
+        with pytest.raises(AssertionError, match="verified again"):
+            verify_ed25519(*args)
+
+
+def test_a_failed_verification_is_not_kept() -> None:
+    key = SigningKey.generate()
+    sig = key.sign(b"m")
+    for _ in range(2):
+        with pytest.raises(VerificationError):
+            verify_ed25519(key.public_key, b"n", sig)
 
 
 def test_signing_is_deterministic_from_the_seed() -> None:
