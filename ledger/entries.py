@@ -386,8 +386,10 @@ def _fast_anchor(value: dict[str, Value]) -> Anchor | None:
         and len(doc_id) == 32
         and len(doc_type) <= 40
         and is_u64(issued_at)
-        and (valid_from is None or is_u64(valid_from))
-        and (valid_until is None or is_u64(valid_until))
+        # Present means an integer: a nil is refused by the generic path
+        # (and would not encode back to the same bytes).
+        and ("valid_from" not in value or is_u64(valid_from))
+        and ("valid_until" not in value or is_u64(valid_until))
     ):
         return None
     return Anchor(

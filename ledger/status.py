@@ -207,7 +207,6 @@ def _fast_document(value: Value) -> StatusRecord | None:
     if type(value) is not dict or tuple(value) not in _ANCHORED_KEYS:
         return None
     status, issuer, doc_type = value["status"], value["issuer"], value["doc_type"]
-    valid_from, valid_until = value.get("valid_from"), value.get("valid_until")
     if not (
         type(status) is str
         and type(issuer) is str
@@ -218,8 +217,9 @@ def _fast_document(value: Value) -> StatusRecord | None:
         and is_u64(value["issued_at"])
         and is_u64(value["anchor_leaf"])
         and is_u64(value["leaf"])
-        and (valid_from is None or is_u64(valid_from))
-        and (valid_until is None or is_u64(valid_until))
+        # Present means an integer: a nil is refused by the generic path.
+        and ("valid_from" not in value or is_u64(value["valid_from"]))
+        and ("valid_until" not in value or is_u64(value["valid_until"]))
     ):
         return None
     return StatusRecord(**value)  # type: ignore[arg-type]

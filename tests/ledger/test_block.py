@@ -221,6 +221,8 @@ def test_the_anchored_fast_path_agrees_with_the_schema_check(
         value | {"anchor_leaf": -1},
         value | {"issued_at": 2**64},
         value | {"status": "s" * 17},
+        {**value, "valid_from": None},  # present, but not an integer
+        {**value, "valid_until": None},
         value | {"status": "lost"},  # the constructor's check
         dict(reversed(value.items())),
     ]

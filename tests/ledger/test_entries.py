@@ -295,3 +295,15 @@ def test_anchor_fast_path_agrees_with_the_schema_check(entry: Anchor) -> None:
     assert _fast_anchor(value) == generic == entry
     for key in ("issuer", "doc_id", "issued_at"):
         assert _fast_anchor(value | {key: [1]}) is None
+
+
+def test_a_nil_validity_bound_is_refused_like_any_wrong_type() -> None:
+    # A present nil is canonical msgpack but not an integer: the generic
+    # check refuses it, so the fast path must too, or the leaf would not
+    # encode back to its own bytes.
+    base = {"kind": "anchor", "issuer": "moj", "doc_id": DOC, "doc_type": "x"}
+    for window in ({"valid_from": None}, {"valid_until": None}):
+        value: dict[str, Value] = {**base, "issued_at": 1, **window}
+        assert _fast_anchor(value) is None
+        with pytest.raises(EncodingError):
+            decode_entry(pack(value))
