@@ -301,9 +301,9 @@ def test_a_nil_validity_bound_is_refused_like_any_wrong_type() -> None:
     # A present nil is canonical msgpack but not an integer: the generic
     # check refuses it, so the fast path must too, or the leaf would not
     # encode back to its own bytes.
-    base = {"kind": "anchor", "issuer": "moj", "doc_id": DOC, "doc_type": "x"}
+    base: dict[str, Value] = {"kind": "anchor", "issuer": "moj", "doc_id": DOC}
     for window in ({"valid_from": None}, {"valid_until": None}):
-        value: dict[str, Value] = {**base, "issued_at": 1, **window}
+        value: dict[str, Value] = {**base, "doc_type": "x", "issued_at": 1, **window}
         assert _fast_anchor(value) is None
         with pytest.raises(EncodingError):
             decode_entry(pack(value))
