@@ -163,28 +163,37 @@ def prepare_documents(
 
 
 def collect_files(items: Sequence[Path]) -> list[Path]:
-    """Files given, and the files under folders given (sorted).
+    """Files given, and the files under folders given (sorted), each once.
 
-    Hidden files and our own outputs (receipts, QR images) are skipped, so
-    anchoring a folder twice never anchors a receipt.
+    Hidden files, files in hidden folders (``.git/``, say) and our own
+    outputs (receipts, QR images) are skipped, so anchoring a folder twice
+    never anchors a receipt. A file named twice (itself, and inside a
+    folder also given) is anchored once.
     """
     files: list[Path] = []
     for item in items:
         if item.is_dir():
             for path in sorted(item.rglob("*")):
-                name = path.name
-                if not path.is_file() or name.startswith("."):
+                inside = path.relative_to(item).parts
+                if not path.is_file() or any(p.startswith(".") for p in inside):
                     continue
-                if name.endswith((RECEIPT_SUFFIX, QR_SUFFIX)):
+                if path.name.endswith((RECEIPT_SUFFIX, QR_SUFFIX)):
                     continue
                 files.append(path)
         elif item.is_file():
             files.append(item)
         else:
             raise ConfigError(f"no such file or folder: {item}")
-    if not files:
+    seen: set[Path] = set()
+    unique: list[Path] = []
+    for path in files:
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            unique.append(path)
+    if not unique:
         raise ConfigError("no files to anchor")
-    return files
+    return unique
 
 
 def output_names(

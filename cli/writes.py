@@ -83,7 +83,9 @@ def anchor(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", help="List what would be anchored, check it, send nothing."
+            "--dry-run",
+            help="List the files that would be anchored, check the options, the "
+            "agency's grant and key with the node; send and write nothing.",
         ),
     ] = False,
 ) -> None:
@@ -99,14 +101,19 @@ def anchor(
         signer = load_key(key)
         issuer = agency_for_key(key, agency)
         mode = check_wait(wait)
-        check_writable(out)  # before anything reaches the ledger
+        since, until = parse_when(valid_from), parse_when(valid_until)
+        if since is not None and until is not None and since >= until:
+            raise UsageError("--valid-from must be before --valid-until")
+        if not dry_run:
+            check_writable(out)  # before anything reaches the ledger
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
-            _check_grant(client, issuer, doc_type)
+            _check_agency(client, issuer, doc_type, signer.public_key)
             if dry_run:
+                # Plain lines, so that a script can read the paths as they are.
                 for path in paths:
-                    render.out.print(str(path), markup=False, highlight=False)
-                render.out.print(
+                    typer.echo(str(path))
+                typer.echo(
                     f"{len(paths)} file(s) for {issuer} as {doc_type!r}; "
                     "--dry-run: nothing sent"
                 )
@@ -122,8 +129,8 @@ def anchor(
                         issuer,
                         doc_type,
                         wait=mode,
-                        valid_from=parse_when(valid_from),
-                        valid_until=parse_when(valid_until),
+                        valid_from=since,
+                        valid_until=until,
                         public_url=base,
                         progress=tick,
                         before_submit=journal.keep,
@@ -138,17 +145,22 @@ def anchor(
         render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
 
 
-def _check_grant(client: LedgerClient, issuer: str, doc_type: str) -> None:
-    """Say at once what the ledger would refuse after a round of consensus:
-    an agency anchors only the document types granted to it."""
+def _check_agency(
+    client: LedgerClient, issuer: str, doc_type: str, public_key: bytes
+) -> None:
+    """Say at once what the ledger would refuse: an agency anchors only the
+    document types granted to it, signed with one of its issuer keys."""
     trust = client.trust_list()
     try:
-        granted = trust.agency(issuer).doc_types
+        info = trust.agency(issuer)
     except KeyError:
         raise UsageError(f"{issuer} is no agency of the node's trust list") from None
-    if doc_type not in granted:
+    if doc_type not in info.doc_types:
+        granted = ", ".join(info.doc_types)
+        raise UsageError(f"{issuer} may not anchor {doc_type!r}; granted: {granted}")
+    if public_key not in info.issuer_keys:
         raise UsageError(
-            f"{issuer} may not anchor {doc_type!r}; granted: {', '.join(granted)}"
+            f"the key is not an issuer key of {issuer} in the node's trust list"
         )
 
 

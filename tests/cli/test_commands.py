@@ -147,21 +147,32 @@ def test_a_dry_run_lists_what_a_folder_would_anchor_and_sends_nothing(
     node: FakeNode, tmp_path: Path
 ) -> None:
     docs = tmp_path / "docs"
-    (docs / "sub").mkdir(parents=True)
-    for name in ("a.pdf", "sub/b.pdf", ".hidden", "c.pdf.receipt.json"):
+    long = "a-rather-long-name-for-a-scanned-certificate-" * 3 + ":warning:.pdf"
+    for name in (long, "sub/b.pdf", ".hidden", ".git/config", "c.pdf.receipt.json"):
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
         (docs / name).write_bytes(b"x")
-    code, output = run(*_anchor_args(tmp_path, tmp_path / "out", docs), "--dry-run")
+    out = tmp_path / "out"
+    # The folder, and a file in it again: each file once.
+    args = _anchor_args(tmp_path, out, docs, docs / "sub" / "b.pdf")
+    code, output = run(*args, "--dry-run")
     assert code == 0, output
-    assert output.splitlines() == [
-        str(docs / "a.pdf"),
+    assert output.splitlines() == [  # as they are: no wrapping, no markup
+        str(docs / long),
         str(docs / "sub" / "b.pdf"),
         "2 file(s) for police as 'criminal_record'; --dry-run: nothing sent",
     ]
     assert node.submissions == []
-    assert not any((tmp_path / "out").iterdir())  # no receipt, no salt journal
-    # What would be refused still is.
-    args = _anchor_args(tmp_path, tmp_path / "out", docs, doc_type="land_use")
-    assert run(*args, "--dry-run")[0] == 2
+    assert not out.exists()  # nothing written, not even the folder
+    # What the real run would refuse, the dry run refuses too (exit 2).
+    for extra in (
+        ["--type", "land_use"],  # not granted
+        ["--agency", "justice"],  # police's key is no issuer key of justice
+        ["--valid-from", "someday"],
+        ["--valid-from", "2030-01-01", "--valid-until", "2020-01-01"],
+    ):
+        code, output = run(*args, "--dry-run", *extra)
+        assert code == 2, (extra, output)
+    assert node.submissions == []
 
 
 def test_anchor_of_a_type_not_granted_is_refused_before_sending(
