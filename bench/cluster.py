@@ -173,8 +173,11 @@ async def _measure(
     )
     batched_ids = [t for r in batched.acked for t in r.tags]
 
-    # (4): reads on one follower (reads scale out by followers).
+    # (4): reads on one follower (reads scale out by followers), once it
+    # has applied every acknowledged block: an acknowledgement means applied
+    # on the leader, and a follower a block behind answers 404 for now.
     say("cluster: lookups")
+    await wait_applied(urls, timeout_s=120)
     follower = next(u for u in urls if u != leader)
     lookups = await _lookups(profile, follower, single_ids + batched_ids)
 
