@@ -97,7 +97,6 @@ from ledger.store_read import (
     NotFoundError,
     PastKV,
     StoreView,
-    batch_proof,
     leaf_proof,
     locate,
     past_overlay,
@@ -503,12 +502,6 @@ class LedgerStore:
         if size > log.size:
             raise NotFoundError(f"no tree of size {size} (tree size {log.size})")
         return leaf_proof(self._kv, log, index, size)
-
-    def batch_proof(self, index: int) -> BatchProof:
-        """Leaf ``index``'s path in its signed batch (<= 32 leaf reads)."""
-        if not 0 <= index < self.tree_size:
-            raise NotFoundError(f"no leaf {index} (tree size {self.tree_size})")
-        return batch_proof(self._kv, index)
 
     # --- state --------------------------------------------------------------
 

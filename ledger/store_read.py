@@ -169,19 +169,6 @@ def _locate(record: SubRecord, index: int) -> LeafLocation:
     )
 
 
-def batch_proof(kv: RawKV, index: int) -> BatchProof:
-    """Leaf ``index``'s inclusion path in its submission's batch tree.
-
-    Reads one record and at most ``CHUNK`` leaves: the path inside the
-    leaf's chunk, then the chunk's path among the stored chunk roots.
-    """
-    cached = _find_record(kv, index)
-    loc = _locate(cached.record, index)
-    start, end = _chunk_of(loc)
-    hashes = [leaf_hash(leaf) for leaf in read_leaves(kv, start, end)]
-    return _batch_proof(cached, loc, start, hashes)
-
-
 @dataclass(frozen=True, slots=True)
 class LeafProof:
     """A leaf with both its proofs: in the log, and in its signed batch."""
