@@ -2,8 +2,8 @@
 
 The state map holds, under a doc id or a ``record_key``, the canonical
 encoding of one ``StatusRecord``. Which optional fields are present depends
-on ``status`` (checked on construction, so a half-filled record cannot be
-built or decoded):
+on ``status`` (checked on construction, so a half-filled or over-filled
+record cannot be built or decoded):
 
 - documents (``valid``, ``revoked``, ``superseded``) carry ``doc_type``,
   ``issued_at`` and ``anchor_leaf`` (the leaf index of their anchor);
@@ -70,6 +70,32 @@ _REQUIRED: Final = {
     "superseded": ("doc_type", "issued_at", "anchor_leaf", "superseded_by"),
     "record": ("registry", "record_id", "version", "digest"),
 }
+_REGISTRY_FIELDS: Final = ("registry", "record_id", "version", "digest")
+_DOCUMENT_FIELDS: Final = (
+    "doc_type",
+    "issued_at",
+    "valid_from",
+    "valid_until",
+    "anchor_leaf",
+    "revoked_at",
+    "reason",
+    "superseded_by",
+)
+# Fields each status must leave absent, because the rules never write them
+# for it; so a record decodes only in the shapes the rules produce. A
+# revoked document keeps ``superseded_by`` if it was superseded first.
+_ABSENT_NAMES: Final = {
+    "valid": ("revoked_at", "reason", "superseded_by", *_REGISTRY_FIELDS),
+    "revoked": _REGISTRY_FIELDS,
+    "superseded": ("revoked_at", "reason", *_REGISTRY_FIELDS),
+    "record": _DOCUMENT_FIELDS,
+}
+# Per status: a getter of those fields in one C call (this runs for every
+# record built or decoded) and the all-None tuple it must return.
+_ABSENT: Final = {
+    status: (operator.attrgetter(*names), (None,) * len(names))
+    for status, names in _ABSENT_NAMES.items()
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +125,11 @@ class StatusRecord:
         for name in required:
             if getattr(self, name) is None:
                 raise EncodingError(f"{self.status} status needs {name!r}")
+        getter, nones = _ABSENT[self.status]
+        if getter(self) != nones:
+            names = _ABSENT_NAMES[self.status]
+            extra = [n for n in names if getattr(self, n) is not None]
+            raise EncodingError(f"{self.status} status cannot carry {extra}")
 
     @property
     def is_document(self) -> bool:

@@ -249,3 +249,33 @@ def test_status_decode_refuses_half_filled_records() -> None:
         StatusRecord.decode(pack(value | {"status": "lost"}))
     with pytest.raises(EncodingError):
         StatusRecord.decode(pack({k: v for k, v in value.items() if k != "leaf"}))
+
+
+@pytest.mark.parametrize(
+    ("status", "extra"),
+    [
+        ("valid", {"revoked_at": 7}),
+        ("valid", {"reason": "withdrawn"}),
+        ("valid", {"superseded_by": b"n" * 32}),
+        ("valid", {"version": 1}),
+        ("superseded", {"revoked_at": 7}),
+        ("revoked", {"registry": "births"}),
+        ("record", {"doc_type": "criminal_record"}),
+        ("record", {"anchor_leaf": 3}),
+    ],
+    ids=str,
+)
+def test_status_decode_refuses_over_filled_records(
+    status: str, extra: dict[str, Value]
+) -> None:
+    # Only the shapes the rules write decode: a valid record carrying a
+    # revocation reason would read as valid to one client and revoked to
+    # another. Each start is a record the rules do write.
+    start = {s.status: s for s in _statuses()}[status]
+    value = start.to_value() | extra
+    order = [f.name for f in ledger.status.STATUS_FIELDS]
+    data = pack({k: value[k] for k in order if k in value})
+    with pytest.raises(EncodingError, match="cannot carry"):
+        StatusRecord.decode(data)
+    with pytest.raises(EncodingError, match="cannot carry"):
+        dataclasses.replace(start, **extra)  # type: ignore[arg-type]
