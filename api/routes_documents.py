@@ -51,7 +51,8 @@ def bundle(request: Request, doc_id: str) -> Response:
 def document_response(store: LedgerStore, doc_id: str) -> Response:
     """The answer of ``GET /v1/documents/{doc_id}`` (ProblemError if none)."""
     key = parse_doc_id(doc_id)
-    rec, rows = store.status_and_history(key)
+    found = store.status_and_history(key)
+    rec, rows = found.status, found.rows
     if rec is None or rec.status == "record":
         raise ProblemError("document-not-found", f"no document {doc_id}")
     status = rec.status
@@ -85,6 +86,9 @@ def document_response(store: LedgerStore, doc_id: str) -> Response:
             else rec.superseded_by.hex(),
             "leaf": rec.leaf,
             "history": history,
+            # The tip's block: committed, but maybe not yet under a final
+            # checkpoint (the bundle is; it is what a verifier trusts).
+            "as_of_block": found.height,
         }
     )
 

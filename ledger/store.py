@@ -141,6 +141,15 @@ class _Tip:
     trust: TrustList
 
 
+@dataclass(frozen=True, slots=True)
+class StatusAndHistory:
+    """A key's status and history, both as of block ``height``."""
+
+    status: StatusRecord | None
+    rows: list[tuple[int, int]]  # (leaf index, height), in order
+    height: int
+
+
 class LedgerStore:
     """The chain in LevelDB; also a ``merkle.NodeReader`` and a
     ``statemap.KVReader`` over itself. Build it with ``LedgerStore.open``."""
@@ -559,27 +568,34 @@ class LedgerStore:
         For a document: its anchor, then each revoke or supersede naming it
         (as the old document, or as the new one).
         """
-        return self.status_and_history(key)[1]
+        return self.status_and_history(key).rows
 
-    def status_and_history(
-        self, key: bytes
-    ) -> tuple[StatusRecord | None, list[tuple[int, int]]]:
-        """``status(key)`` and ``history(key)``, reading the status once."""
-        rec = self.status(key)
+    def status_and_history(self, key: bytes) -> StatusAndHistory:
+        """``status(key)`` and ``history(key)`` as of one block, the tip: from
+        one snapshot, so a block applied meanwhile cannot put a change in
+        the history that the status does not show yet."""
+        with self._consistent() as (tip, kv):
+            rec = read_status(kv.get(VALUE_PREFIX + key))
+            changes = self._changes(kv, key)
         out: dict[int, int] = {}
         if rec is not None and rec.anchor_leaf is not None:
+            # Leaf locations are append-only: no snapshot needed.
             out[rec.anchor_leaf] = self.locate(rec.anchor_leaf).height
-        out.update(self.changes(key))
-        return rec, sorted(out.items())
+        out.update(changes)
+        return StatusAndHistory(rec, sorted(out.items()), tip.meta.height)
 
     def changes(self, key: bytes) -> list[tuple[int, int]]:
         """(leaf index, height) of the leaves that changed ``key`` after it
         was first written, in order: the history without the anchor, from
         one scan (anchors get no history entry)."""
+        return self._changes(self._kv, key)
+
+    @staticmethod
+    def _changes(kv: LevelKV, key: bytes) -> list[tuple[int, int]]:
         prefix = HISTORY + key
         return [
             (read_u64(hkey, len(prefix)), read_u64(value))
-            for hkey, value in self._kv.scan(prefix, prefix_end(prefix))
+            for hkey, value in kv.scan(prefix, prefix_end(prefix))
         ]
 
     # --- checkpoints and cosignatures -------------------------------------

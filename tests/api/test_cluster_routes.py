@@ -386,6 +386,9 @@ def test_documents_valid_revoked_superseded(
         (anchor.leaf_index, anchor.block_height, "anchor"),
         (change.leaf_index, change.block_height, "supersede"),
     ]
+    # Each answer names the block it is as of: at least every change shown.
+    for body in (valid, revoked, old, new):
+        assert body["as_of_block"] >= max(block for _, block, _ in _history(body))
 
 
 @pytest.mark.parametrize("agency", AGENCIES)

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ledger.store
 from ledger import store_write
 from ledger.block import block_hash, verify_body
 from ledger.checkpoint import verify_checkpoint
@@ -31,6 +32,7 @@ from ledger.merkle import (
     verify_inclusion,
 )
 from ledger.statemap import StateMap, verify_state
+from ledger.status import StatusRecord
 from ledger.store import LedgerStore, NoFinalCheckpointError, NotFoundError
 from ledger.store_check import state_root_of_values
 from ledger.store_keys import (
@@ -42,7 +44,7 @@ from ledger.store_keys import (
     node_key,
     prefix_end,
 )
-from ledger.store_read import CachedNodes
+from ledger.store_read import CachedNodes, read_status
 from ledger.submission import batch_root, decode_submission, signing_message
 from tests.ledger.store_helpers import (
     ORIGIN,
@@ -133,11 +135,38 @@ def test_status_history_and_locate(chain: Chain) -> None:
     assert store.status(doc_id("nope")) is None
     assert store.history(doc_id("nope")) == []
     for key in (doc_id(3), doc_id(200), rkey, doc_id("nope")):
-        assert store.status_and_history(key) == (store.status(key), store.history(key))
+        found = store.status_and_history(key)
+        assert (found.status, found.rows) == (store.status(key), store.history(key))
+        assert found.height == store.height
     assert store.changes(doc_id(3)) == [(71, 2)]
     assert store.changes(doc_id(200)) == [(73, 3)]
     loc = store.locate(73)
     assert (loc.height, loc.submission, loc.position) == (3, 0, 1)
+
+
+def test_status_and_history_are_of_one_block(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block applied between the status read and the history scan (apply
+    runs on another thread than the reads) is in neither of them."""
+    _fill(chain)
+    store = chain.store
+    before = store.height
+    read = read_status  # what ledger.store calls
+
+    def read_then_revoke(value: bytes | None) -> StatusRecord | None:
+        monkeypatch.setattr(ledger.store, "read_status", read)
+        chain.apply(("moh", [revoke("moh", 100)]))
+        return read(value)
+
+    monkeypatch.setattr(ledger.store, "read_status", read_then_revoke)
+    found = store.status_and_history(doc_id(100))
+    assert store.height == before + 1  # the revoke landed mid-read
+    assert found.status is not None and found.status.status == "valid"
+    assert found.rows == [(70, 2)] and found.height == before
+    now = store.status_and_history(doc_id(100))
+    assert now.status is not None and now.status.status == "revoked"
+    assert [h for _, h in now.rows] == [2, before + 1] and now.height == before + 1
 
 
 @pytest.mark.parametrize("count", [1, 2, CHUNK, CHUNK + 1, 70, 3 * CHUNK])
