@@ -48,6 +48,10 @@ class Applier:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._last_snapshot = node.raft_storage.snapshot().index
+        # Entry bytes applied since that snapshot (from 0 after a restart):
+        # batches vary from one anchor to megabytes, so a count alone would
+        # let the Raft log grow to gigabytes between snapshots.
+        self._bytes_since = 0
         # Called with each failure that stops applying; the process exits.
         self.on_fatal: list[Callable[[BaseException], None]] = []
 
@@ -93,6 +97,7 @@ class Applier:
         store = node.store
         if entry.index <= store.applied_index:
             return  # already in a block (replayed after a restart)
+        self._bytes_since += len(entry.data)
         if entry.kind is not EntryKind.NORMAL:
             store.mark_applied(entry.index)
             if entry.kind is EntryKind.CONF_CHANGE:
@@ -147,23 +152,30 @@ class Applier:
         node = self._node
         store = node.store
         applied = store.applied_index
-        interval = node.config.snapshot_interval
-        if applied - self._last_snapshot < interval or node.raft_io_busy:
+        keep = snapshot_keep(
+            applied,
+            self._last_snapshot,
+            self._bytes_since,
+            interval=node.config.snapshot_interval,
+            max_bytes=node.config.snapshot_bytes,
+        )
+        if keep is None or node.raft_io_busy:
             return  # (busy: the Raft log is being written; next apply retries)
         conf = self._conf_at(applied)
         if conf is None:
             return
         data = snapshot_data(store.height, store.last_hash)
         node.raft_storage.create_snapshot(applied, conf, data)
-        keep = applied - interval // 2
         if keep >= node.raft_storage.first_index():
-            # Keep a tail so that a briefly lagging follower needs no snapshot.
             node.raft_storage.compact(keep)
         self._last_snapshot = applied
+        self._bytes_since = 0
         logger.info("raft snapshot index=%d height=%d", applied, store.height)
 
     def snapshot_installed(self, index: int) -> None:
-        self._last_snapshot = max(self._last_snapshot, index)
+        if index > self._last_snapshot:
+            self._last_snapshot = index
+            self._bytes_since = 0
 
     def _conf_at(self, index: int) -> ConfState | None:
         """The membership in force at ``index`` (None: no longer known)."""
@@ -173,3 +185,21 @@ class Applier:
                 break
             found = conf
         return found
+
+
+def snapshot_keep(
+    applied: int, last: int, bytes_since: int, *, interval: int, max_bytes: int
+) -> int | None:
+    """The index to compact the Raft log up to with a snapshot at
+    ``applied``, or None while none is due.
+
+    One is due once ``interval`` entries, or ``max_bytes`` bytes of entry
+    data, were applied since the snapshot at ``last``. The log keeps a tail
+    of half the entries since (at most ``interval // 2``; so about half the
+    bytes that made it due), so that a briefly lagging follower needs no
+    snapshot.
+    """
+    since = applied - last
+    if since < 1 or (since < interval and bytes_since < max_bytes):
+        return None
+    return applied - min(since, interval) // 2

@@ -51,6 +51,8 @@ class NodeConfig:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     snapshot_interval: int = 10_000
+    # Or after this many bytes of applied entries, whichever comes first.
+    snapshot_bytes: int = 64 * 1024 * 1024
     # A batch is cut at max_submissions or max_wait_ms, whichever comes first.
     batch_max_submissions: int = 2_000
     # NB: a block is applied on the event loop, which stops ticking and
@@ -156,6 +158,7 @@ def load_config(path: Path) -> NodeConfig:
         election_ticks=_opt(raft, "election_ticks", int, 10, where),
         heartbeat_ticks=_opt(raft, "heartbeat_ticks", int, 1, where),
         snapshot_interval=_opt(raft, "snapshot_interval", int, 10_000, where),
+        snapshot_bytes=_opt(raft, "snapshot_bytes", int, 64 * 1024 * 1024, where),
         batch_max_submissions=_opt(batch, "max_submissions", int, 2_000, where),
         batch_max_entries=_opt(batch, "max_entries", int, 20_000, where),
         batch_max_wait_ms=_opt(batch, "max_wait_ms", int, 5, where),
@@ -168,9 +171,10 @@ def load_config(path: Path) -> NodeConfig:
     )
     if cfg.tick_ms <= 0 or cfg.election_ticks <= cfg.heartbeat_ticks:
         raise ConfigError(f"{where}: election_ticks must exceed heartbeat_ticks")
-    if cfg.snapshot_interval < 1 or cfg.submit_timeout_ms < 1:
+    if min(cfg.snapshot_interval, cfg.snapshot_bytes, cfg.submit_timeout_ms) < 1:
         raise ConfigError(
-            f"{where}: snapshot_interval and submit_timeout_ms must be positive"
+            f"{where}: snapshot_interval, snapshot_bytes and submit_timeout_ms "
+            "must be positive"
         )
     if any(p.id == cfg.agency for p in cfg.peers):
         raise ConfigError(f"{where}: the node lists itself among its peers")

@@ -154,3 +154,31 @@ def test_bad_agency_on_the_command_line_exits_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert not (tmp_path / "genesis.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "snapshot_bytes"),
+    [(None, 64 * 1024 * 1024), ("snapshot_bytes = 4096", 4096)],
+    ids=["default", "set"],
+)
+def test_raft_snapshot_bytes_loads(
+    cluster: Path, line: str | None, snapshot_bytes: int
+) -> None:
+    path = cluster / "police" / "node.toml"
+    if line is not None:
+        _add_to_raft_table(path, line)
+    assert load_config(path).snapshot_bytes == snapshot_bytes
+
+
+@pytest.mark.parametrize("line", ["snapshot_bytes = 0", 'snapshot_bytes = "64M"'])
+def test_bad_raft_snapshot_bytes_is_refused(cluster: Path, line: str) -> None:
+    path = cluster / "police" / "node.toml"
+    _add_to_raft_table(path, line)
+    with pytest.raises(ConfigError, match="snapshot_bytes"):
+        load_config(path)
+
+
+def _add_to_raft_table(path: Path, line: str) -> None:
+    text = path.read_text()
+    assert "[raft]\n" in text
+    path.write_text(text.replace("[raft]\n", f"[raft]\n{line}\n"))

@@ -2,27 +2,38 @@
 
 A restarted follower catches up from the leader's log; a follower whose data
 directory was deleted rejoins by snapshot once the leader has compacted the
-entries it would need (a small ``snapshot_interval`` makes that happen after
-a few blocks), re-deriving every block from the blocks its peers serve.
+entries it would need (a small ``snapshot_interval``, or a small
+``snapshot_bytes``, makes that happen after a few blocks), re-deriving every
+block from the blocks its peers serve.
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.node.harness import Cluster, running_cluster
 
 AGENCIES = ("police", "justice", "health")
-SNAPSHOT_INTERVAL = 6
 
 
-def _small_snapshots(cluster: Cluster) -> None:
-    for agency in AGENCIES:
-        cluster.edit_config(
-            agency,
-            lambda cfg: cfg["raft"].update(snapshot_interval=SNAPSHOT_INTERVAL),
-        )
+# Either trigger alone: a few entries, or a few entries' worth of bytes (a
+# batch of one two-anchor submission is about 430 bytes of entry data).
+TRIGGERS = {"entries": {"snapshot_interval": 6}, "bytes": {"snapshot_bytes": 1500}}
+SNAPSHOT_INTERVAL = 6  # the writes below assume snapshots this often or more
+
+
+def _small_snapshots(trigger: str) -> Callable[[Cluster], None]:
+    def configure(cluster: Cluster) -> None:
+        for agency in AGENCIES:
+            cluster.edit_config(
+                agency, lambda cfg: cfg["raft"].update(TRIGGERS[trigger])
+            )
+
+    return configure
 
 
 def _write(cluster: Cluster, blocks: int) -> list[bytes]:
@@ -35,8 +46,10 @@ def _write(cluster: Cluster, blocks: int) -> list[bytes]:
     return doc_ids
 
 
-def test_followers_catch_up_and_rejoin(tmp_path: Path) -> None:
-    with running_cluster(tmp_path / "c", AGENCIES, configure=_small_snapshots) as c:
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+def test_followers_catch_up_and_rejoin(tmp_path: Path, trigger: str) -> None:
+    configure = _small_snapshots(trigger)
+    with running_cluster(tmp_path / "c", AGENCIES, configure=configure) as c:
         leader = c.wait_leader()
         first, second = [a for a in AGENCIES if a != leader]
 
