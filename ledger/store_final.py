@@ -10,7 +10,7 @@ or a removed agency can take finality away from an old checkpoint).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ledger.block import Cosignature
 from ledger.checkpoint import Checkpoint
@@ -64,10 +64,13 @@ class Finality:
         checkpoint: Callable[[int], Checkpoint],
     ) -> tuple[tuple[Checkpoint, str] | None, bool]:
         """(the latest final checkpoint and its note, whether it changed)."""
+        heights: Iterable[int]
         if self._trust_version != trust.version:
             self._final, self._trust_version = None, trust.version
-            cosigned = kv.scan(COSIG, prefix_end(COSIG), reverse=True)
-            heights = [height_of(key) for key, _ in cosigned]
+            # Lazily, from the top: the latest final checkpoint is almost
+            # always among the last few, and this runs under the writer
+            # lock, so it must not read every cosignature of a long chain.
+            heights = _cosigned_heights(kv)
         else:
             heights = sorted(self._dirty, reverse=True)
         self._dirty.clear()
@@ -81,3 +84,9 @@ class Finality:
                 self._final = (cp, note)
                 return self._final, True
         return self._final, False
+
+
+def _cosigned_heights(kv: RawKV) -> Iterator[int]:
+    """Every height holding cosignatures (one record each), highest first."""
+    for key, _ in kv.scan(COSIG, prefix_end(COSIG), reverse=True):
+        yield height_of(key)
