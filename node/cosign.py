@@ -11,6 +11,11 @@ a checkpoint is final: signed by a quorum of the trust list's node keys.
 - The leader also hands every new signature to the batcher (``collect``),
   which carries it in the next batch, so signatures become part of the
   record and a node that replays the chain learns them too.
+- A node does not cosign a checkpoint dated more than ``MAX_AHEAD_MS`` ahead
+  of its own clock. The leader alone stamps each batch's time, and a
+  verifier trusts a final checkpoint's time for freshness and expiry, so a
+  time from the future must take a dishonest quorum, not one leader. (Later
+  blocks, dated right, are cosigned and become final as usual.)
 - Signatures travel once. A peer that was down, or is catching up, never
   gets them, and the tip's are carried in no later block while no write
   comes. So an idle node repeats the signatures it holds for its tip every
@@ -25,27 +30,48 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from ledger.block import Cosignature
 from ledger.checkpoint import sign_checkpoint
 from ledger.errors import CommitTimeoutError, StorageError, VerificationError
+from ledger.keys import SigningKey
 from ledger.store import LedgerStore
 from node.frames import cosig_frame
-from node.peers import Peers
 
 logger = logging.getLogger(__name__)
 
 MAX_ORPHANS: Final = 1024
 REGOSSIP_S: Final = 2.0
 MAX_PER_FRAME: Final = 64
+MAX_AHEAD_MS: Final = 5 * 60 * 1000
+
+
+class PeerLinks(Protocol):
+    """What the cosigner needs of ``node.peers.Peers``."""
+
+    agency: str
+    key: SigningKey  # the node key that signs checkpoints
+
+    def broadcast(self, frame: bytes) -> None: ...
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class Cosigner:
-    def __init__(self, *, store: LedgerStore, peers: Peers) -> None:
+    def __init__(
+        self,
+        *,
+        store: LedgerStore,
+        peers: PeerLinks,
+        now_ms: Callable[[], int] = wall_ms,
+    ) -> None:
         self.agency = peers.agency
         self._store = store
         self._peers = peers
+        self._now_ms = now_ms
         self._orphans: list[Cosignature] = []
         self._changed = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -58,23 +84,39 @@ class Cosigner:
         self._deferred: list[Cosignature] = []
 
     def sign(self, height: int) -> None:
-        """Block ``height`` was applied: sign it, tell the peers."""
+        """Block ``height`` was applied: sign it, tell the peers, and take the
+        peers' signatures held back until it was."""
         self._last_activity = time.monotonic()
-        key = self._peers.key
-        try:
-            if self._store.trust.agency(self.agency).node_key != key.public_key:
-                return  # rotated to a key we do not hold (logged by Peers)
-        except KeyError:
-            return  # not (or no longer) an agency of this chain
-        sig = sign_checkpoint(self._store.checkpoint(height), self.agency, key)
-        own = Cosignature(height=height, agency=self.agency, signature=sig.signature)
-        self._keep(own)
-        self._peers.broadcast(cosig_frame((own,)))
+        own = self._own_signature(height)
+        if own is not None:
+            self._keep(own)
+            self._peers.broadcast(cosig_frame((own,)))
         if self._orphans:
             early = [s for s in self._orphans if s.height <= height]
             self._orphans = [s for s in self._orphans if s.height > height]
             for item in early:
                 self.take(item)
+
+    def _own_signature(self, height: int) -> Cosignature | None:
+        key = self._peers.key
+        try:
+            if self._store.trust.agency(self.agency).node_key != key.public_key:
+                return None  # rotated to a key we do not hold (logged by Peers)
+        except KeyError:
+            return None  # not (or no longer) an agency of this chain
+        cp = self._store.checkpoint(height)
+        ahead = cp.time_ms - self._now_ms()
+        if ahead > MAX_AHEAD_MS:
+            logger.warning(
+                "checkpoint not cosigned: dated ahead of this clock "
+                "agency=%s height=%d ahead_ms=%d",
+                self.agency,
+                height,
+                ahead,
+            )
+            return None
+        sig = sign_checkpoint(cp, self.agency, key)
+        return Cosignature(height=height, agency=self.agency, signature=sig.signature)
 
     def take(self, sig: Cosignature) -> None:
         """A signature from a peer (its own, or relayed)."""
