@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from cli.client import ClientError, LedgerClient, trust_from_api
+from cli.client import LedgerClient, trust_from_api
 from cli.documents import AnchorReceipt, read_receipt
 from ledger.errors import ConfigError, LedgerError, VerificationError
 from ledger.trust import TrustList
@@ -257,20 +257,10 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
         elif doc_id is None:
             raise UsageError("no document id: give --receipt, --qr or --bundle")
         else:
-            try:
-                bundle = client().bundle(doc_id)
-            except ClientError as exc:
-                if exc.status != 404:
-                    raise
-                # Only when the node will not even build an absence proof.
-                return Outcome(
-                    status="not_found",
-                    detail=exc.detail,
-                    verdict=None,
-                    trust=trust,
-                    doc_id=doc_id,
-                    trust_from_node=trust_from_node,
-                )
+            # Any error answer, a 404 too, propagates (exit 3): an honest
+            # node proves an unknown document's absence in a bundle, so only
+            # a verified bundle may say "not found", never the node's word.
+            bundle = client().bundle(doc_id)
     finally:
         for opened in clients:
             opened.close()

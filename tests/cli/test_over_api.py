@@ -18,7 +18,7 @@ import pytest
 from api.app import create_app
 from api.qr import qr_png, qr_url
 from cli.audit import AuditError, KeptCheckpoint, audit
-from cli.client import LedgerClient
+from cli.client import ClientError, LedgerClient
 from cli.sources import ClientSource
 from cli.verifying import VerifyRequest, run_verify
 from tests.api.stubnode import BASE, StubNode
@@ -128,7 +128,38 @@ def test_verify_online_unknown_document(
     outcome = run_verify(
         VerifyRequest(qr=image), client_factory=lambda url: _client(transport)
     )
-    assert outcome.status == "not_found"
+    # Proven: the node's bundle shows the absence, and it verified.
+    assert outcome.status == "not_found" and outcome.verdict is not None
+
+
+def test_a_node_that_answers_404_proves_nothing(
+    served: tuple[LocalChain, httpx.MockTransport, list[Document]], tmp_path: Path
+) -> None:
+    # A node (or whoever sits between) that answers 404 for a genuine
+    # document must not make it read "not found": that takes a proof.
+    _, transport, docs = served
+    image = tmp_path / "qr.png"
+    image.write_bytes(qr_png(qr_url(BASE, docs[2].doc_id, docs[2].salt)))
+
+    def hiding(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/bundle"):
+            return httpx.Response(
+                404,
+                headers={"content-type": "application/problem+json"},
+                json={"type": "about:blank", "title": "Not Found", "status": 404},
+            )
+        return transport.handle_request(request)
+
+    def liar(url: str) -> LedgerClient:
+        return LedgerClient(BASE, transport=httpx.MockTransport(hiding), retries=0)
+
+    with pytest.raises(ClientError) as caught:
+        run_verify(VerifyRequest(qr=image), client_factory=liar)
+    assert caught.value.status == 404
+    honest = run_verify(
+        VerifyRequest(qr=image), client_factory=lambda url: _client(transport)
+    )
+    assert honest.status == "valid"
 
 
 def test_large_blocks_come_in_short_pages_and_the_audit_pages_on(
