@@ -55,12 +55,7 @@ def document_response(store: LedgerStore, doc_id: str) -> Response:
     rec, rows = found.status, found.rows
     if rec is None or rec.status == "record":
         raise ProblemError("document-not-found", f"no document {doc_id}")
-    status = rec.status
-    now = _now_ms()
-    if status == "valid" and rec.valid_until is not None and rec.valid_until <= now:
-        status = "expired"
-    elif status == "valid" and rec.valid_from is not None and rec.valid_from > now:
-        status = "not_yet_valid"
+    status = rec.shown_status(_now_ms())
     history = [
         {
             "leaf_index": leaf,

@@ -8,6 +8,7 @@ sample of served proofs, and the served status of each document.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -130,15 +131,15 @@ def _check_consistent(
 
 
 def _note_from_record(replay: Replay, height: int) -> str:
-    """A signed note of checkpoint ``height`` from the carried cosignatures."""
-    store = replay.store
+    """The signed note of checkpoint ``height`` made of the carried
+    cosignatures that verified under the trust list of that height (the ones
+    that made it final), so it verifies under that trust list."""
     trust = replay.trust_at(height)
-    cp = store.checkpoint(height)
-    lines = []
-    for sig in store.cosignatures(height):
-        node_key = trust.agency(sig.agency).node_key
-        lines.append(Signature(sig.agency, key_id(sig.agency, node_key), sig.signature))
-    return format_note(cp.body(), lines)
+    lines = [
+        Signature(agency, key_id(agency, trust.agency(agency).node_key), sig)
+        for agency, sig in sorted(replay.signed[height].items())
+    ]
+    return format_note(replay.store.checkpoint(height).body(), lines)
 
 
 def sample_proofs(replay: Replay, count: int, rng: random.Random) -> None:
@@ -180,7 +181,7 @@ def check_documents(replay: Replay, limit: int | None, rng: random.Random) -> No
     for doc_id in ids:
         mine = replay.store.status(doc_id)
         served = replay.source.document(doc_id)
-        problem = _status_difference(mine, served)
+        problem = _status_difference(doc_id, mine, served, _now_ms())
         if problem is None and mine is not None and served is not None:
             problem = _history_difference(replay, doc_id, served)
         if problem is not None:
@@ -192,25 +193,42 @@ def check_documents(replay: Replay, limit: int | None, rng: random.Random) -> No
         replay.report.documents += 1
 
 
-# A valid document is shown as expired or not yet valid depending on the
-# clock of whoever serves it; the record itself says "valid".
-_TIME_STATUSES: Final = {"valid", "expired", "not_yet_valid"}
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# A node serves a valid document as expired or not yet valid by its own
+# clock when it answers; the auditor's may differ by this much.
+CLOCK_TOLERANCE_MS: Final = 5 * 60 * 1000
+# The order a valid document's served status moves in, as time passes.
+_BY_TIME: Final = ("not_yet_valid", "valid", "expired")
+
+
+def _statuses_near(rec: StatusRecord, now: int) -> tuple[str, ...]:
+    """The statuses a node may serve for ``rec`` with its clock within the
+    tolerance of ``now``."""
+    if rec.status != "valid":
+        return (rec.status,)
+    first = _BY_TIME.index(rec.shown_status(now - CLOCK_TOLERANCE_MS))
+    last = _BY_TIME.index(rec.shown_status(now + CLOCK_TOLERANCE_MS))
+    return _BY_TIME[first : last + 1]
 
 
 def _status_difference(
-    mine: StatusRecord | None, served: Mapping[str, Any] | None
+    doc_id: bytes, mine: StatusRecord | None, served: object, now: int
 ) -> str | None:
     if mine is None and served is None:
         return None
+    if served is not None and not isinstance(served, Mapping):
+        return f"served {type(served).__name__}, not a JSON object"
     if mine is None or served is None:
         return f"served {served!r}, re-derived {mine!r}"
     status = served.get("status")
-    if mine.status == "valid":
-        if status not in _TIME_STATUSES:
-            return f"served status {status!r}, re-derived 'valid'"
-    elif status != mine.status:
-        return f"served status {status!r}, re-derived {mine.status!r}"
+    allowed = _statuses_near(mine, now)
+    if status not in allowed:
+        return f"served status {status!r}, re-derived {' or '.join(allowed)}"
     expected: dict[str, object] = {
+        "doc_id": doc_id.hex(),
         "issuer": mine.issuer,
         "doc_type": mine.doc_type,
         "issued_at": mine.issued_at,
@@ -218,12 +236,14 @@ def _status_difference(
         "valid_until": mine.valid_until,
         "revoked_at": mine.revoked_at,
         "reason": mine.reason,
-        "superseded_by": None
-        if mine.superseded_by is None
-        else mine.superseded_by.hex(),
+        "superseded_by": _hex_or_none(mine.superseded_by),
+        "leaf": mine.leaf,
     }
     for name, value in expected.items():
-        if name in served and served[name] != value:
+        if name not in served:
+            return f"served no {name}, re-derived {value!r}"
+        # The same type too: 1 == True, and a served true is no leaf index.
+        if served[name] != value or type(served[name]) is not type(value):
             return f"served {name} {served[name]!r}, re-derived {value!r}"
     return None
 
@@ -233,10 +253,10 @@ def _history_difference(
 ) -> str | None:
     history = served.get("history")
     if not isinstance(history, list):
-        return None
+        return f"served history {history!r}, not a list"
     theirs = history_leaves(served)
     ours = [leaf for leaf, *_ in replay.store.history(doc_id)]
-    if theirs != ours:
+    if theirs != ours or len(history) != len(ours):
         return f"served history leaves {theirs}, re-derived {ours}"
     return None
 

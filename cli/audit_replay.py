@@ -79,7 +79,10 @@ class Replay:
     # of blocks being checked (set by the caller for each page).
     read_ahead: int = 0
     doc_ids: list[bytes] = field(default_factory=list)
-    signed: dict[int, set[str]] = field(default_factory=dict)
+    # Per height, the carried cosignatures that verified under the trust
+    # list of that height: agency -> signature. Finality and the note the
+    # report gives are both made of these, with that one trust list.
+    signed: dict[int, dict[str, bytes]] = field(default_factory=dict)
     trusts: dict[int, TrustList] = field(default_factory=dict)
 
     def trust_at(self, height: int) -> TrustList:
@@ -310,7 +313,7 @@ class Replay:
                     "signature)",
                     height=h,
                 ) from None
-            self.signed.setdefault(sig.height, set()).add(sig.agency)
+            self.signed.setdefault(sig.height, {})[sig.agency] = sig.signature
             self.report.cosignatures += 1
 
     def finals(self) -> list[int]:

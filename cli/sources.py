@@ -9,6 +9,7 @@ directly (a node's data folder, a backup, or a test's store).
 from __future__ import annotations
 
 import logging
+import time
 from base64 import b64decode
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -167,7 +168,7 @@ class StoreSource:
 
 
 def store_document(store: LedgerStore, doc_id: bytes) -> dict[str, Any] | None:
-    """A document as the API shows it (status not adjusted for time)."""
+    """A document as the API shows it now."""
     rec = store.status(doc_id)
     if rec is None or not rec.is_document:
         return None
@@ -180,7 +181,7 @@ def store_document(store: LedgerStore, doc_id: bytes) -> dict[str, Any] | None:
         history = []
     return {
         "doc_id": doc_id.hex(),
-        "status": rec.status,
+        "status": rec.shown_status(time.time_ns() // 1_000_000),
         "issuer": rec.issuer,
         "doc_type": rec.doc_type,
         "issued_at": rec.issued_at,

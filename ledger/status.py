@@ -135,6 +135,18 @@ class StatusRecord:
     def is_document(self) -> bool:
         return self.status != "record"
 
+    def shown_status(self, now_ms: int) -> str:
+        """The status a reader is told at ``now_ms``: a valid document is
+        expired from its ``valid_until`` on, not yet valid before its
+        ``valid_from``; any other status is told as it is."""
+        if self.status != "valid":
+            return self.status
+        if self.valid_until is not None and self.valid_until <= now_ms:
+            return "expired"
+        if self.valid_from is not None and self.valid_from > now_ms:
+            return "not_yet_valid"
+        return "valid"
+
     def to_value(self) -> dict[str, Value]:
         """The canonical map (schema order, absent optionals left out)."""
         return {

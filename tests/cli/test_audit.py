@@ -15,6 +15,7 @@ from cli.audit import AuditError, KeptCheckpoint, audit
 from cli.sources import StoreSource
 from ledger.block import Block, Cosignature
 from ledger.checkpoint import sign_checkpoint
+from ledger.codec import Value
 from ledger.entries import Anchor
 from ledger.note import format_note, parse_note
 from ledger.store import LedgerStore
@@ -333,3 +334,171 @@ def test_progress_is_reported(chain: LocalChain) -> None:
     )
     assert seen[-1] == (7, chain.store.tree_size)
     assert [b for b, _ in seen] == list(range(1, 8))
+
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class ServedAs(Wrapped):
+    """Serves ``lie(doc)`` for the document ``target``."""
+
+    def __init__(self, inner: StoreSource, target: bytes, lie: Any) -> None:
+        super().__init__(inner)
+        self.target, self.lie = target, lie
+
+    def document(self, doc_id: bytes) -> Any:
+        doc = self.inner.document(doc_id)
+        return self.lie(doc) if doc_id == self.target and doc is not None else doc
+
+
+@pytest.mark.parametrize(
+    ("which", "lie"),
+    [
+        ("expired", lambda d: {**d, "status": "valid"}),
+        ("plain", lambda d: {**d, "status": "expired"}),
+        ("plain", lambda d: {**d, "status": "not_yet_valid"}),
+        ("revoked", lambda d: {"status": "revoked"}),
+        ("revoked", lambda d: {k: v for k, v in d.items() if k != "reason"}),
+        ("revoked", lambda d: {**d, "history": None}),
+        ("revoked", lambda d: {**d, "history": d["history"][:1]}),
+        (
+            "plain",
+            lambda d: {**d, "leaf": True} if d["leaf"] == 1 else {**d, "leaf": 0},
+        ),
+        ("plain", lambda d: [d]),
+    ],
+    ids=[
+        "expired-as-valid",
+        "valid-as-expired",
+        "valid-as-not-yet-valid",
+        "revoked-bare",
+        "revoked-without-reason",
+        "history-null",
+        "history-short",
+        "leaf-wrong",
+        "not-an-object",
+    ],
+)
+def test_served_documents_must_say_everything_the_replay_does(
+    tmp_path: Path, which: str, lie: Any
+) -> None:
+    chain = LocalChain.create(tmp_path / "store")
+    try:
+        now = chain.time_ms
+        (expired,) = chain.anchor("police", valid_until=now - DAY_MS)
+        (plain,) = chain.anchor("police")
+        (revoked,) = chain.anchor("police")
+        chain.revoke(revoked)
+        chain.finalize()
+        target = {"expired": expired, "plain": plain, "revoked": revoked}[which]
+        honest = StoreSource(chain.store)
+        assert audit(honest, chain.trust).documents == 3
+        with pytest.raises(AuditError) as caught:
+            audit(ServedAs(honest, target.doc_id, lie), chain.trust)
+        assert caught.value.reason == "tampered"
+        assert target.doc_id.hex() in str(caught.value)
+    finally:
+        chain.close()
+
+
+def _governance(chain: LocalChain, action: str, params: dict[str, Value]) -> Any:
+    """``action`` approved by police's and justice's admin keys (a quorum)."""
+    from ledger.entries import Governance, sign_approval
+    from tests.cli.chain import ORIGIN
+
+    version = chain.store.trust.version + 1
+    approvals = tuple(
+        sign_approval(
+            ORIGIN,
+            action=action,
+            params=params,
+            version=version,
+            agency=a,
+            key=chain.keys[a].admin,
+        )
+        for a in ("police", "justice")
+    )
+    return Governance(
+        issuer="police",
+        action=action,
+        params=params,
+        version=version,
+        approvals=approvals,
+    )
+
+
+def _cosigned(cp: Any, signers: list[tuple[str, Any]]) -> list[Cosignature]:
+    return [
+        Cosignature(
+            height=cp.height, agency=a, signature=sign_checkpoint(cp, a, k).signature
+        )
+        for a, k in signers
+    ]
+
+
+class NoFinal(Wrapped):
+    def final_checkpoint(self) -> str | None:
+        return None
+
+
+def test_the_reported_note_is_made_of_the_signatures_that_made_it_final(
+    tmp_path: Path,
+) -> None:
+    # health cosigns height 1, is removed by block 2, and its signature is
+    # carried only by block 3. Height 1 is final under the trust list of
+    # height 1 (police and health), so the note reported must verify there.
+    from ledger.checkpoint import verify_checkpoint
+    from tests.cli.chain import ORIGIN
+
+    chain = LocalChain.create(tmp_path / "store")
+    try:
+        chain.anchor("police")  # block 1
+        cp1 = chain.store.checkpoint(1)
+        sigs = _cosigned(cp1, [(a, chain.keys[a].node) for a in ("police", "health")])
+        removal = _governance(chain, "remove_agency", {"id": "health"})
+        assert [o.code for o in chain.submit("police", [removal]).outcomes] == ["ok"]
+        chain.carried = sigs
+        chain.anchor("police")  # block 3 carries height 1's signatures
+        report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
+        assert report.final_height == 1 and report.final_note is not None
+        cp, _ = verify_checkpoint(
+            report.final_note,
+            chain.trust.note_verifiers(),
+            chain.trust.quorum,
+            origin=ORIGIN,
+        )
+        assert cp == cp1
+    finally:
+        chain.close()
+
+
+def test_a_cosignature_by_an_agency_of_a_later_trust_list_is_skipped(
+    tmp_path: Path,
+) -> None:
+    # mpi joins in block 2 and signs checkpoint 1, which it had no say in:
+    # the audit skips that signature (with a warning) and does not fail.
+    from ledger.keys import SigningKey
+    from ledger.trust import AgencyInfo
+
+    chain = LocalChain.create(tmp_path / "store")
+    try:
+        chain.anchor("police")  # block 1
+        cp1 = chain.store.checkpoint(1)
+        mpi = SigningKey.generate()
+        info = AgencyInfo(
+            id="mpi",
+            names={"vi": "Bộ Kế hoạch", "en": "Planning"},
+            node_key=mpi.public_key,
+            issuer_keys=(SigningKey.generate().public_key,),
+            admin_keys=(SigningKey.generate().public_key,),
+        )
+        joining = _governance(chain, "add_agency", {"agency": info.to_value()})
+        assert [o.code for o in chain.submit("police", [joining]).outcomes] == ["ok"]
+        signers = [(a, chain.keys[a].node) for a in ("police", "justice")]
+        chain.carried = _cosigned(cp1, [*signers, ("mpi", mpi)])
+        chain.anchor("police")  # block 3
+        report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
+        assert report.final_height == 1 and report.final_note is not None
+        assert any("'mpi'" in w for w in report.warnings)
+    finally:
+        chain.close()
