@@ -45,6 +45,7 @@ from cli.wire import (
     NetworkError,
     Receipt,
     SubmitResult,
+    parsed_answer,
     trust_from_api,
 )
 from ledger.entries import (
@@ -268,12 +269,12 @@ class LedgerClient:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """Proof of leaf ``index`` in the tree of ``size``; ``0 <= index < size``."""
         obj = self._get("/v1/proofs/inclusion", index=index, size=size)
-        return [unhex(h, 32) for h in obj["proof"]]
+        return parsed_answer("inclusion proof", obj, _proof)
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """Proof that tree ``first`` is a prefix of tree ``second``."""
         obj = self._get("/v1/proofs/consistency", first=first, second=second)
-        return [unhex(h, 32) for h in obj["proof"]]
+        return parsed_answer("consistency proof", obj, _proof)
 
     def leaves(self, start: int, end: int) -> list[bytes]:
         """Leaf bytes of ``[start, end)``, however many pages that takes."""
@@ -284,7 +285,7 @@ class LedgerClient:
         while start < end:
             stop = min(end, start + LEAVES_PAGE)
             obj = self._get("/v1/leaves", start=start, end=stop)
-            page = [b64decode(x, validate=True) for x in obj["leaves"]]
+            page = parsed_answer("leaves", obj, _leaves)
             if not page:
                 raise ClientError(200, "about:blank", "empty leaves page", str(start))
             yield page
@@ -598,3 +599,11 @@ def _anchor_receipts(
             _receipt_of(doc, receipt.leaf_index, receipt.block_height, public_url)
         )
     return out
+
+
+def _proof(obj: Any) -> list[bytes]:
+    return [unhex(h, 32) for h in obj["proof"]]
+
+
+def _leaves(obj: Any) -> list[bytes]:
+    return [b64decode(x, validate=True) for x in obj["leaves"]]

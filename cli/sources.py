@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from cli.client import ClientError, LedgerClient, trust_from_api
+from cli.wire import parsed_answer
 from ledger.block import Block, block_hash, decode_block
 from ledger.errors import EncodingError, VerificationError
 from ledger.store import LedgerStore, NotFoundError
@@ -78,7 +79,13 @@ class ClientSource:
         return trust
 
     def height(self) -> int:
-        return int(self.client.cluster()["height"])
+        info = self.client.cluster()
+        height = parsed_answer("cluster", info, lambda obj: obj["height"])
+        if type(height) is not int or height < 0:
+            raise ClientError(
+                200, "about:blank", "unexpected answer", f"cluster: height {height!r}"
+            )
+        return height
 
     def blocks(self, start: int, limit: int) -> list[Block]:
         out = []

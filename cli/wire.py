@@ -7,9 +7,9 @@ saved answers (a receipt, a trust file, a submission result) needs no HTTP.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -17,6 +17,8 @@ from cli.documents import unhex
 from ledger.errors import ConfigError, LedgerError, VerificationError
 from ledger.keys import parse_verifier_key
 from ledger.trust import AGENCY_KEYS, TrustList
+
+T = TypeVar("T")
 
 
 class ClientError(LedgerError):
@@ -81,6 +83,17 @@ class ClientError(LedgerError):
         )
 
 
+def parsed_answer(what: str, answer: Any, parse: Callable[[Any], T]) -> T:
+    """``parse(answer)`` of a node's 200 answer, or ClientError if it does not
+    have the expected shape (a missing field, a wrong type, bad hex)."""
+    try:
+        return parse(answer)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ClientError(
+            200, "about:blank", "unexpected answer", f"{what}: {exc!r}"
+        ) from exc
+
+
 class NetworkError(LedgerError):
     """The node could not be reached, or it did not answer in time."""
 
@@ -139,6 +152,8 @@ def trust_from_api(obj: Mapping[str, Any]) -> TrustList:
     placeholder unique to the agency, since ``TrustList`` requires one.
     The result is for verifying, never for deriving a chain id.
     """
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"trust list: a {type(obj).__name__}, not an object")
     # The node also serves the full genesis.json form under "trust_list";
     # when it is there it is exact (retired and admin keys included).
     for name in ("trust_list", "trust"):
@@ -148,14 +163,15 @@ def trust_from_api(obj: Mapping[str, Any]) -> TrustList:
     if "created_ms" in obj and "quorum" not in obj:
         return TrustList.from_json(dict(obj))
     agencies = []
-    for i, raw in enumerate(obj.get("agencies") or ()):
+    for i, raw in enumerate(_list(obj.get("agencies"), "agencies")):
         if not isinstance(raw, dict):
             raise ConfigError(f"trust list: agencies[{i}] is not an object")
         agency = {k: raw[k] for k in AGENCY_KEYS if k in raw}
         agency_id = str(agency.get("id", ""))
         agency["node_key"] = _api_key(agency.get("node_key"), agency_id)
         for field in ("issuer_keys", "retired_issuer_keys", "admin_keys"):
-            agency[field] = [_api_key(k, agency_id) for k in raw.get(field) or ()]
+            keys = _list(raw.get(field), f"agencies[{i}].{field}")
+            agency[field] = [_api_key(k, agency_id) for k in keys]
         if not agency["admin_keys"]:
             placeholder = hashlib.sha256(
                 b"agency-ledger/no-admin-key/" + agency_id.encode()
@@ -170,6 +186,15 @@ def trust_from_api(obj: Mapping[str, Any]) -> TrustList:
         "agencies": agencies,
     }
     return TrustList.from_json(value)
+
+
+def _list(value: object, where: str) -> list[Any]:
+    """A JSON array, or [] for a missing or null one."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"trust list: {where} is not a list")
+    return value
 
 
 def _api_key(value: object, agency_id: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from cli.client import ClientError, LedgerClient, NetworkError, trust_from_api
 from cli.documents import AnchorReceipt, hash_file
 from cli.verifying import check_bundle
 from ledger.entries import record_key
+from ledger.errors import ConfigError
 from ledger.keys import verifier_key_string
 from ledger.submission import decode_submission
 from tests.cli.chain import LocalChain
@@ -204,6 +206,51 @@ def test_trust_from_api_takes_the_design_form(chain: LocalChain) -> None:
         a.issuer_keys for a in trust.agencies
     ]
     assert trust_from_api({"trust_list": trust.to_json()}) == trust
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        [1, 2],
+        "x",
+        {"origin": "o", "quorum": 1, "agencies": 5},
+        {
+            "origin": "o",
+            "agencies": [{"id": "a", "node_key": "00" * 32, "issuer_keys": 7}],
+        },
+        {"origin": "o", "agencies": [7]},
+        {"trust_list": {"origin": "o"}},
+    ],
+    ids=["list", "string", "agencies-int", "keys-int", "agency-int", "inner-short"],
+)
+def test_a_malformed_trust_list_is_a_config_error(served: object) -> None:
+    # Untrusted input: a typed error naming the defect, never a TypeError.
+    with pytest.raises(ConfigError, match="trust list"):
+        trust_from_api(served)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "call"),
+    [
+        ("/v1/proofs/inclusion", {"proof": 5}, lambda c: c.inclusion_proof(0, 2)),
+        ("/v1/proofs/inclusion", [1], lambda c: c.inclusion_proof(0, 2)),
+        (
+            "/v1/proofs/consistency",
+            {"proof": ["zz"]},
+            lambda c: c.consistency_proof(1, 2),
+        ),
+        ("/v1/leaves", {"leaves": [7]}, lambda c: c.leaves(0, 1)),
+        ("/v1/leaves", {}, lambda c: c.leaves(0, 1)),
+    ],
+    ids=["proof-int", "proof-list", "proof-bad-hex", "leaf-int", "no-leaves"],
+)
+def test_an_answer_of_the_wrong_shape_is_a_client_error(
+    path: str, body: object, call: Any
+) -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    with _client(transport) as client, pytest.raises(ClientError) as caught:
+        call(client)
+    assert caught.value.title == "unexpected answer"
 
 
 # --- the helpers, against a fake node ------------------------------------------
