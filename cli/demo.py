@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -411,38 +414,45 @@ def run_demo(opts: DemoOptions) -> int:
         sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     nodes: list[NodeProcess] = []
+    reported: set[str] = set()  # nodes that died while serving
+    died = 0
     try:
+        check_ports_free(configs)
         start_nodes(configs, opts.directory, nodes)
         leader = wait_ready(nodes)
         render.out.print(f"{len(nodes)} nodes up, leader {leader}")
         issued = issue_samples(opts.directory, examples, samples, urls)
         show_issued(issued, trust)
         first = issued[0]
+        ledger = ledger_command()
         render.out.print(
-            "check one here: ledger verify --trust "
+            f"check one here: {ledger} verify --trust "
             f"{opts.directory / GENESIS_FILE} --qr {first.qr} "
             f"{examples / first.sample.file}",
             soft_wrap=True,
         )
         render.out.print(
-            f"the cluster: ledger status --node {next(iter(urls.values()))}",
+            f"the cluster: {ledger} status --node {next(iter(urls.values()))}",
             soft_wrap=True,
         )
         if opts.serve:
             render.out.print("[bold]serving; Ctrl-C stops the nodes[/]")
-            _serve(nodes)
+            died = _serve(nodes, reported)
     except KeyboardInterrupt:
         render.out.print("stopping")
+        died = len(reported)
     finally:
         stop_nodes(nodes)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
+    # A node that died while serving is a failure, even once Ctrl-C stops
+    # the rest.
+    return 1 if died else 0
 
 
-def _serve(nodes: Sequence[NodeProcess]) -> None:
-    """Block until Ctrl-C or SIGTERM; report a node that dies meanwhile."""
-    reported: set[str] = set()
+def _serve(nodes: Sequence[NodeProcess], reported: set[str]) -> int:
+    """Block until Ctrl-C or SIGTERM, or until every node has died; report
+    (into ``reported``) each node that dies meanwhile. How many died."""
     while len(reported) < len(nodes):
         for node in nodes:
             code = node.process.poll()
@@ -452,6 +462,41 @@ def _serve(nodes: Sequence[NodeProcess]) -> None:
                     f"[red]node {node.agency} exited ({code}); see {node.log}[/]"
                 )
         time.sleep(0.5)
+    return len(reported)
+
+
+def check_ports_free(configs: Sequence[NodeConfig]) -> None:
+    """ConfigError if a port a node needs is taken: most often by the nodes
+    of another ``make run`` still serving, which the new nodes would fail
+    against while the old ones answered the health checks."""
+    for config in configs:
+        for what, host, port in (
+            ("API", config.api_host, config.api_port),
+            ("Raft", config.raft_host, config.raft_port),
+        ):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                # Not refused for a port a stopped run left in TIME_WAIT.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise ConfigError(
+                        f"{config.agency}'s {what} port {host}:{port} is in use "
+                        f"({exc.strerror}): is another `make run` or node still "
+                        "running? Stop it first."
+                    ) from None
+
+
+def ledger_command() -> str:
+    """How to type the ``ledger`` command from here: its name if it is on
+    PATH, else the path it was started by (``.venv/bin/ledger`` under
+    ``make run``)."""
+    if shutil.which("ledger") is not None:
+        return "ledger"
+    started = Path(sys.argv[0])
+    if started.name == "ledger" and started.exists():
+        return os.path.relpath(started)
+    return "ledger"
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from ledger.entries import Anchor, derive_doc_id
-from ledger.errors import ConfigError
+from ledger.errors import ConfigError, LedgerError
 
 SALT_SIZE: Final = 16
 RECEIPT_SUFFIX: Final = ".receipt.json"
@@ -293,6 +293,17 @@ def write_receipts(
     return paths
 
 
+def receipted_ids(folder: Path) -> set[bytes]:
+    """The doc ids of the readable receipts in ``folder``."""
+    found: set[bytes] = set()
+    for path in folder.glob("*.receipt.json"):
+        try:
+            found.add(read_receipt(path).doc_id)
+        except ConfigError:
+            continue  # not ours, or damaged: it names no document
+    return found
+
+
 def read_receipt(path: Path) -> AnchorReceipt:
     """A receipt file; ConfigError naming the file if it is not one."""
     try:
@@ -333,7 +344,10 @@ class SaltJournal:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self.path = folder / f".anchor-{stamp}-{os.getpid()}.salts.json"
+        # Random too: two anchors in one second of one process (or of two
+        # processes with one pid, a container apart) must not collide.
+        tag = f"{stamp}-{os.getpid()}-{os.urandom(4).hex()}"
+        self.path = folder / f".anchor-{tag}.salts.json"
         self.docs: list[PreparedDocument] = []
 
     def keep(self, docs: Sequence[PreparedDocument]) -> None:
@@ -347,6 +361,11 @@ class SaltJournal:
                 "file_name": d.path.name,
                 "doc_type": d.anchor.doc_type,
                 "issuer": d.anchor.issuer,
+                # The rest of the anchor, so ``read_journal`` can rebuild it
+                # byte for byte and find it on the ledger.
+                "issued_at": d.anchor.issued_at,
+                "valid_from": d.anchor.valid_from,
+                "valid_until": d.anchor.valid_until,
             }
             for d in self.docs
         ]
@@ -362,3 +381,44 @@ class SaltJournal:
     def discard(self) -> None:
         """Every receipt is written: the salts live on in them."""
         self.path.unlink(missing_ok=True)
+
+
+JOURNAL_GLOB: Final = ".anchor-*.salts.json"
+
+
+def read_journal(path: Path) -> list[PreparedDocument]:
+    """The documents of a salts file (``SaltJournal``) that an interrupted
+    anchor left; ConfigError naming the file and row if it is not one, or if
+    a row's doc id is not derived from its salt and file hash."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read salts file {path}: {exc}") from exc
+    if not isinstance(rows, list):
+        raise ConfigError(f"{path} is not a salts file (not a list)")
+    docs: list[PreparedDocument] = []
+    for i, row in enumerate(rows):
+        try:
+            salt = unhex(row["salt"], SALT_SIZE)
+            file_hash = unhex(row["file_sha256"], 32)
+            anchor = Anchor(
+                issuer=row["issuer"],
+                doc_id=derive_doc_id(salt, file_hash),
+                doc_type=row["doc_type"],
+                issued_at=row["issued_at"],
+                valid_from=row["valid_from"],
+                valid_until=row["valid_until"],
+            )
+            if anchor.doc_id.hex() != row["doc_id"]:
+                raise ValueError("doc_id is not derived from salt and file_sha256")
+            name = Path(row["file_name"]).name
+        except KeyError as exc:
+            raise ConfigError(f"{path}: row {i}: no {exc}") from exc
+        except (TypeError, ValueError, LedgerError) as exc:
+            raise ConfigError(f"{path}: row {i}: {exc}") from exc
+        docs.append(
+            PreparedDocument(
+                path=Path(name), file_sha256=file_hash, salt=salt, anchor=anchor
+            )
+        )
+    return docs

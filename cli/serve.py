@@ -13,8 +13,11 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import ClassVar, Final
 
 import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from api.metrics import Metrics, create_metrics
@@ -23,6 +26,29 @@ from node.config import NodeConfig, load_config
 from node.server import Node
 
 logger = logging.getLogger(__name__)
+
+# Limits on what clients can hold of a node: without them a slowloris (a few
+# thousand connections, each sending a header line now and then) used up the
+# node's file descriptors, and asyncio logged every accept that then failed.
+# Constants rather than node.toml settings: they protect the process and need
+# no tuning per agency.
+#
+# Connections open at once: one more is answered 503 and closed as soon as
+# it is accepted (BoundedHttpProtocol), and uvicorn answers 503 to requests
+# while this many are open. It bounds the descriptors clients can hold; the
+# node needs more than this for its store and peers (`ulimit -n`).
+MAX_CONNECTIONS: Final = 1_000
+# Connections the kernel holds, handshake done, until the node accepts them
+# (it caps this at net.core.somaxconn).
+BACKLOG: Final = 1_024
+# Seconds a client has, from its connection or the first byte of a request,
+# to send the request's headers in full. Generous for a phone on a poor link
+# (headers are a few hundred bytes).
+HEADER_TIMEOUT_S: Final = 15.0
+# Seconds a request's body may go without a byte arriving (an idle limit, as
+# nginx's client_body_timeout, not a deadline: a 16 MiB submission over a
+# slow link takes long, but it keeps arriving).
+BODY_IDLE_TIMEOUT_S: Final = 30.0
 
 
 def run_node(config_path: Path) -> None:
@@ -46,16 +72,7 @@ async def serve(config: NodeConfig) -> None:
         rate_per_agency=config.rate_per_agency,
         max_age_ms=config.checkpoint_max_age_ms,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.api_host,
-            port=config.api_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, config.api_host, config.api_port))
     failed: list[BaseException] = []
 
     def fatal(exc: BaseException) -> None:
@@ -84,6 +101,144 @@ async def serve(config: NodeConfig) -> None:
         await node.stop()
     if failed:
         raise failed[0]
+
+
+def uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    """How a node serves its web application (with the limits above)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=BoundedHttpProtocol,
+        # The app has no WebSocket route; without a WebSocket protocol an
+        # upgrade request is an ordinary request, under the same timeouts.
+        ws="none",
+        limit_concurrency=MAX_CONNECTIONS,
+        backlog=BACKLOG,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools) with a cap on connections and
+    timeouts on reading a request, which uvicorn lacks.
+
+    uvicorn times out only an idle keep-alive connection (5 s after an
+    answer), and the first byte of a request cancels that: a connection
+    that never sends a byte, or sends half its headers, or stops halfway
+    through its body, stays open for ever. Nor does ``limit_concurrency``
+    cap connections: it answers 503 to a request whose headers are in, so
+    a connection that never completes them is never refused. Hence a
+    subclass, the least of uvicorn to touch: a timer per connection on the
+    protocol's own callbacks, and a check when a connection is made. uvicorn
+    has no setting for either, and a proxy in front (nginx) is not something
+    every agency runs.
+
+    A timed-out connection is closed without an answer (as nginx does); an
+    app still waiting for the body then receives ``http.disconnect``.
+    """
+
+    header_timeout: ClassVar[float] = HEADER_TIMEOUT_S
+    body_idle_timeout: ClassVar[float] = BODY_IDLE_TIMEOUT_S
+    # Refused connections since the last warning, and when that was: one
+    # warning a minute, not one a connection, for a flood.
+    refused: ClassVar[int] = 0
+    warned_at: ClassVar[float] = float("-inf")
+
+    _read_timer: asyncio.TimerHandle | None = None
+    _reading_body = False
+
+    def connection_made(  # type: ignore[override]
+        self, transport: asyncio.Transport
+    ) -> None:
+        # uvicorn counts the connection before the check (in
+        # server_state.connections), and uncounts it in connection_lost.
+        super().connection_made(transport)
+        limit = self.limit_concurrency
+        if limit is not None and len(self.connections) > limit:
+            self._refuse()
+            return
+        # A connection that never sends its first request is timed out too.
+        self._arm(self.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._reading_body and not self.transport.is_closing():
+            self._arm(self.body_idle_timeout)  # from the latest byte
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        # The first request's deadline runs from the connection.
+        if self._read_timer is None:
+            self._arm(self.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+        self._reading_body = True
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_body = False
+        self._disarm()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self.flow.read_paused or (
+            cycle is not None and cycle.waiting_for_100_continue
+        ):
+            # The node is not reading (the app has yet to take the body
+            # buffered so far, or a pipelined request waits) or has yet to
+            # ask for the body: the wait is ours, not the client's.
+            self._arm(self.body_idle_timeout)
+            return
+        phase = "body" if self._reading_body else "headers"
+        logger.debug(
+            "closing slow connection phase=%s client=%s", phase, _peer(self.client)
+        )
+        self.transport.close()
+
+    def _refuse(self) -> None:
+        cls = type(self)
+        cls.refused += 1
+        now = time.monotonic()
+        if now - cls.warned_at >= 60.0:
+            logger.warning(
+                "connection limit reached limit=%s refused=%d (in the last minute)",
+                self.limit_concurrency,
+                cls.refused,
+            )
+            cls.refused, cls.warned_at = 0, now
+        # What uvicorn answers a request over limit_concurrency, sent before
+        # any request (a server may answer early; RFC 9112 section 9.6), so
+        # that a client sees why rather than a reset.
+        self.transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
+            b"connection: close\r\nretry-after: 1\r\n\r\n"
+        )
+        self.transport.close()
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return "unknown" if client is None else f"{client[0]}:{client[1]}"
 
 
 def _warn_if_exposed(key_file: Path) -> None:

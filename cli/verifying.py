@@ -83,8 +83,15 @@ def parse_verify_url(url: str) -> VerifyLink:
 def decode_qr(image: Path) -> str:
     """The text of the one QR code in ``image`` (zbar); UsageError otherwise."""
     from PIL import Image, UnidentifiedImageError
-    from pyzbar import pyzbar
 
+    try:
+        from pyzbar import pyzbar
+    except ImportError as exc:
+        # pyzbar is installed with us; the zbar C library is a system package.
+        raise UsageError(
+            f"reading QR images needs the zbar library ({exc}); on Debian or "
+            "Ubuntu: sudo apt install libzbar0. Or verify with --receipt."
+        ) from None
     try:
         with Image.open(image) as picture:
             found = pyzbar.decode(picture)

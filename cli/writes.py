@@ -33,15 +33,19 @@ from cli.common import (
     parse_when,
 )
 from cli.documents import (
+    JOURNAL_GLOB,
     AnchorReceipt,
+    PreparedDocument,
     SaltJournal,
     as_doc_id,
     check_writable,
     collect_files,
     hash_file,
+    read_journal,
+    receipted_ids,
     write_receipts,
 )
-from cli.verifying import UsageError, load_receipt
+from cli.verifying import EXIT_NETWORK, UsageError, load_receipt
 from cli.wire import ClientError, NetworkError
 from ledger.entries import DOC_TYPES, REVOKE_REASONS
 from ledger.errors import ConfigError
@@ -49,6 +53,7 @@ from ledger.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by SIGINT
 
 
 def _with_progress(
@@ -109,6 +114,7 @@ def anchor(
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
             _check_agency(client, issuer, doc_type, signer.public_key)
+            base = _checked_public_url(public_url or client.public_url())
             if dry_run:
                 # Plain lines, so that a script can read the paths as they are.
                 for path in paths:
@@ -118,7 +124,7 @@ def anchor(
                     "--dry-run: nothing sent"
                 )
                 return
-            base = public_url or client.public_url()
+            _note_unfinished(out, node)
             try:
                 receipts = _with_progress(
                     len(paths),
@@ -138,11 +144,127 @@ def anchor(
                 )
             except (ClientError, NetworkError) as exc:
                 receipts = _recover(client, journal, exc, base, qr=qr)
-        qr_paths = _save_receipts(receipts, out, qr=qr)
+            except KeyboardInterrupt:
+                _interrupted(journal, node)
+        try:
+            qr_paths = _save_receipts(receipts, out, qr=qr)
+        except KeyboardInterrupt:
+            _interrupted(journal, node)
         journal.discard()
     render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
     if len(receipts) > MAX_TABLE_ROWS:
         render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
+
+
+def _checked_public_url(base: str) -> str:
+    """``base`` if verify URLs can be made from it (UsageError otherwise):
+    checked before anything is sent, since receipts come after."""
+    from api.qr import qr_url
+
+    try:
+        qr_url(base, bytes(32), bytes(16))
+    except ValueError as exc:
+        raise UsageError(f"cannot make verify links: {exc}") from None
+    return base
+
+
+def _note_unfinished(folder: Path, node: str) -> None:
+    """Say so if an earlier anchor into ``folder`` was cut short."""
+    for path in sorted(folder.glob(JOURNAL_GLOB)):
+        render.err.print(
+            f"[yellow]note: {path} holds the salts of an anchor that did not "
+            f"finish; `ledger recover --node {node} {path}` writes the receipts "
+            "of its documents that reached the ledger[/]"
+        )
+
+
+def _interrupted(journal: SaltJournal, node: str) -> None:
+    """Ctrl-C: say what may be on the ledger and where its salts are."""
+    if not journal.docs:
+        render.err.print("[yellow]interrupted; nothing was sent[/]")
+    else:
+        render.err.print(
+            f"[red]interrupted: up to {len(journal.docs)} document(s) may be on "
+            f"the ledger; their salts are kept in {journal.path}. "
+            f"`ledger recover --node {node} {journal.path}` writes the receipts "
+            "of those that are.[/]"
+        )
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def recover(
+    node: NodeOpt,
+    salts: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Salts files (.anchor-*.salts.json) an interrupted anchor left."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the receipts [default: the file's]."),
+    ] = None,
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="Base of the verify URLs.")
+    ] = None,
+    qr: Annotated[
+        bool, typer.Option("--qr/--no-qr", help="Write a QR image per document.")
+    ] = True,
+    timeout: TimeoutOpt = 60.0,
+) -> None:
+    """Write the receipts an interrupted `ledger anchor` did not.
+
+    Each document of the salts file is looked up on the ledger by its doc id
+    (its anchor must be the leaf, byte for byte). Those found get their
+    receipt (and QR image) unless the folder has it already. The salts file
+    is removed once every document is accounted for; documents not on the
+    ledger were never anchored: anchor their files again.
+    """
+    with handled():
+        journals = [(path, read_journal(path)) for path in salts]
+        with common.make_client(node, timeout=timeout) as client:
+            base = _checked_public_url(public_url or client.public_url())
+            unchecked = sum(
+                _recover_journal(client, path, docs, out, base, qr=qr)
+                for path, docs in journals
+            )
+    if unchecked:
+        raise typer.Exit(EXIT_NETWORK)
+
+
+def _recover_journal(
+    client: LedgerClient,
+    path: Path,
+    docs: Sequence[PreparedDocument],
+    out: Path | None,
+    public_url: str,
+    *,
+    qr: bool,
+) -> int:
+    """Recover one salts file; the number of documents not checked."""
+    folder = path.parent if out is None else out
+    check_writable(folder)
+    have = receipted_ids(folder)
+    todo = [d for d in docs if d.doc_id not in have]
+    found, unchecked = client.recover_receipts(todo, public_url=public_url)
+    if found:
+        write_receipts(found, folder, qr=qr)
+    accounted = {r.doc_id for r in found} | {d.doc_id for d in unchecked}
+    absent = [d for d in todo if d.doc_id not in accounted]
+    # Plain lines (no wrapping), so that a script can read them.
+    typer.echo(
+        f"{path}: {len(docs)} document(s): {len(docs) - len(todo)} had a receipt "
+        f"in {folder}, {len(found)} found on the ledger (receipts written), "
+        f"{len(absent)} not on the ledger, {len(unchecked)} could not be checked"
+    )
+    if unchecked:
+        render.err.print(f"[red]{path} is kept: try again when the node answers[/]")
+    else:
+        path.unlink(missing_ok=True)
+        if absent:
+            names = ", ".join(sorted(d.path.name for d in absent))
+            typer.echo(f"never anchored (anchor these files again): {names}")
+    return len(unchecked)
 
 
 def _check_agency(
@@ -370,5 +492,5 @@ def proof(
 
 def register(app: typer.Typer) -> None:
     """Add the write commands to ``app``, in the order ``--help`` lists them."""
-    for command in (anchor, revoke, supersede, record, proof):
+    for command in (anchor, recover, revoke, supersede, record, proof):
         app.command()(command)

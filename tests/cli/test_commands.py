@@ -15,11 +15,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import cli.common
+import cli.documents
+import cli.writes
 import tests.cli.fakenode
 from cli import render
 from cli.client import LedgerClient
 from cli.main import app
 from cli.sources import store_document
+from ledger.entries import derive_doc_id
 from ledger.store import LedgerStore
 from tests.cli.chain import LocalChain
 from tests.cli.fakenode import NODE, FakeNode, problem
@@ -531,6 +534,114 @@ def test_found_receipts_are_kept_when_other_lookups_fail(
     assert "2 of 3 on the ledger (receipts written); 1 could not be checked" in (output)
     assert len(list(out.glob("*.receipt.json"))) == 2
     assert len(list(out.glob(".anchor-*.salts.json"))) == 1
+
+
+def _interrupt_after_apply(node: FakeNode, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the node's submit apply, then Ctrl-C; return the real one."""
+    applied = node.submit
+
+    def apply_then_ctrl_c(request: httpx.Request) -> httpx.Response:
+        applied(request)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(node, "submit", apply_then_ctrl_c)
+    return applied
+
+
+def _recover(out: Path) -> tuple[int, str, Path]:
+    (journal,) = out.glob(".anchor-*.salts.json")
+    code, output = run("recover", "--node", NODE, str(journal))
+    return code, output, journal
+
+
+def test_ctrl_c_after_sending_keeps_the_salts_and_recover_writes_the_receipts(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted once the documents reached the ledger: the command says
+    where their salts are, and ``ledger recover`` writes every receipt."""
+    applied = _interrupt_after_apply(node, monkeypatch)
+    out = tmp_path / "receipts"
+    files = _docs(tmp_path, 3)
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code == 130, output
+    assert "up to 3 document(s) may be on the ledger" in output
+    assert "ledger recover --node" in output
+    assert not list(out.glob("*.receipt.json"))
+    monkeypatch.setattr(node, "submit", applied)
+    # The next anchor into that folder points at the unfinished one.
+    other = tmp_path / "other.pdf"
+    other.write_bytes(b"another certificate")
+    code, output = run(*_anchor_args(tmp_path, out, other))
+    assert code == 0, output
+    assert "did not finish; `ledger recover" in output.replace("\n", "")
+    code, output, journal = _recover(out)
+    assert code == 0, output
+    assert "3 found on the ledger (receipts written)" in output
+    assert not journal.exists()
+    store = node.chain.store
+    for path in files:
+        receipt = json.loads((out / f"{path.name}.receipt.json").read_text())
+        rec = store.status(bytes.fromhex(receipt["doc_id"]))
+        assert rec is not None and rec.anchor_leaf == receipt["leaf_index"]
+        assert (out / f"{path.name}.qr.png").is_file()
+
+
+def test_recover_skips_receipts_already_written_and_names_the_unsent(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut short while receipts were written: the ones written stay as they
+    are (no second copy); a document never sent is named, not invented."""
+    out = tmp_path / "receipts"
+    files = _docs(tmp_path, 3)
+    real_write = cli.documents.write_receipts  # what cli.writes calls
+
+    def write_one_then_ctrl_c(receipts: Any, folder: Path, **kw: Any) -> Any:
+        real_write(receipts[:1], folder, qr=False)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.writes, "write_receipts", write_one_then_ctrl_c)
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code == 130, output
+    monkeypatch.setattr(cli.writes, "write_receipts", real_write)
+    (journal,) = out.glob(".anchor-*.salts.json")
+    rows = json.loads(journal.read_text())
+    extra = dict(rows[0], file_name="never-sent.pdf")
+    extra["salt"] = "00" * 16
+    extra["doc_id"] = derive_doc_id(
+        bytes(16), bytes.fromhex(extra["file_sha256"])
+    ).hex()
+    journal.write_text(json.dumps([*rows, extra]))
+    code, output, _ = _recover(out)
+    assert code == 0, output
+    assert "4 document(s): 1 had a receipt" in output
+    assert "2 found on the ledger (receipts written), 1 not on the ledger" in output
+    assert "never-sent.pdf" in output
+    assert sorted(p.name for p in out.glob("*.receipt.json")) == [
+        f"{p.name}.receipt.json" for p in files
+    ]
+
+
+def test_recover_refuses_a_file_that_is_not_a_salts_file(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    bad = tmp_path / ".anchor-x.salts.json"
+    bad.write_text(json.dumps([{"salt": "zz"}]))
+    code, output = run("recover", "--node", NODE, str(bad))
+    assert code == 2, output
+    assert "row 0" in output and bad.exists()
+
+
+def test_a_bad_public_url_is_refused_before_sending(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    out = tmp_path / "receipts"
+    size = node.chain.store.tree_size
+    args = _anchor_args(tmp_path, out, *_docs(tmp_path, 1))
+    code, output = run(*args, "--public-url", "notaurl")
+    assert code == 2, output
+    assert "cannot make verify links" in output
+    assert node.chain.store.tree_size == size
+    assert not list(out.glob(".anchor-*"))
 
 
 def test_an_unwritable_receipts_folder_is_refused_before_sending(

@@ -28,6 +28,7 @@ from cli.demo import (
     run_demo,
     to_revoke,
 )
+from ledger.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -105,9 +106,14 @@ def test_demo_runs_twice_and_reuses_its_data(
     served: list[tuple[float, dict[str, str]]] = []
     started = time.monotonic()
 
-    def check_links(nodes: object) -> None:
+    def check_links(nodes: object, reported: set[str]) -> int:
         # In place of serving until Ctrl-C: open every printed verify link
         # while the nodes run, as a phone that scanned the QR would.
+        if not served:
+            # A second demo on the same ports while this one serves would
+            # see these nodes answer and report success: it must refuse.
+            with pytest.raises(ConfigError, match="is in use"):
+                run_demo(opts)
         pages: dict[str, str] = {}
         for path in sorted((opts.directory / "receipts").glob("*.receipt.json")):
             url = json.loads(path.read_text(encoding="utf-8"))["verify_url"]
@@ -117,6 +123,7 @@ def test_demo_runs_twice_and_reuses_its_data(
             assert found is not None, url
             pages[path.name] = found.group(1)
         served.append((time.monotonic() - started, pages))
+        return len(reported)
 
     monkeypatch.setattr(cli.demo, "_serve", check_links)
     assert run_demo(opts) == 0

@@ -384,6 +384,20 @@ def test_image_without_qr_is_a_usage_error(fx: Fixture, tmp_path: Path) -> None:
     assert code == 2
 
 
+def test_a_machine_without_zbar_gets_a_message_not_a_traceback(
+    fx: Fixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What pyzbar raises on import when the libzbar0 package is missing.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyzbar", None)
+    image = tmp_path / "qr.png"
+    image.write_bytes(qr_png(qr_url("http://x", bytes(32), bytes(16))))
+    code, output = _verify("--trust", str(fx.trust_file), "--qr", str(image))
+    assert code == 2
+    assert "needs the zbar library" in output and "Traceback" not in output
+
+
 @pytest.mark.parametrize(
     "url",
     [
