@@ -9,10 +9,13 @@ gives an identical block hash on every node.
 Submissions are taken in order. Each is accepted whole or rejected whole:
 its changes are staged in a ``_Pending`` layered over the batch's
 ``_Overlay``, which is layered over the view; only when every entry passed
-are they merged into the overlay. So a rejected submission changes nothing,
-while an accepted one is visible to every later submission of the batch
-(a doc id anchored earlier in the batch cannot be anchored again, a
-governance entry's new trust list is in force for what follows).
+are they merged into the overlay. So a rejected submission changes nothing
+but its nonce, while an accepted one is visible to every later submission of
+the batch (a doc id anchored earlier in the batch cannot be anchored again, a
+governance entry's new trust list is in force for what follows). The nonce
+of a submission whose signature and time held is spent even if an entry
+then fails: its bytes are public in the block, and a copy posted again must
+be a replay, not one more rejected block charged to its agency.
 
 Checks, in order, each with its reason code (the first failure decides):
 submission: ``malformed``, ``unknown_agency``, ``unknown_key``,
@@ -168,12 +171,15 @@ class _Overlay:
         rec = self.state.get(key)
         return rec if rec is not None else self.view.status(key)
 
+    def spend(self, sub: Submission) -> None:
+        """``sub``'s nonce is used, whether its entries pass or not."""
+        self.nonces.add((sub.agency, sub.nonce))
+        self.nonce_list.append((sub.agency, sub.nonce, sub.timestamp_ms))
+
     def merge(self, p: _Pending) -> None:
         sub = p.sub
         self.state.update(p.state)
         self.trust = p.trust
-        self.nonces.add((sub.agency, sub.nonce))
-        self.nonce_list.append((sub.agency, sub.nonce, sub.timestamp_ms))
         self.leaves.extend(sub.entries)
         self.hashes.extend(p.hashes)
         self.history.extend(p.history)
@@ -317,12 +323,47 @@ def _check_submission(overlay: _Overlay, raw: bytes, time_ms: int) -> _Pending:
             "timestamp_window", f"timestamp {sub.timestamp_ms}, batch {time_ms}"
         )
 
+    # From here on the submission is the agency's own and fresh: whatever
+    # follows, its nonce is spent.
+    overlay.spend(sub)
+
     # (5): the size bound, then every entry in order.
     if len(sub.entries) > MAX_ENTRIES:
         raise RuleViolation("too_many_entries", f"{len(sub.entries)} entries")
     pending = _Pending(base=overlay, sub=sub, hashes=hashes, trust=overlay.trust)
     _check_entries(pending, overlay.next_leaf)
     return pending
+
+
+# Entry refusals that no submission still pending can undo: a stored
+# status only moves on (revoked stays revoked), an issuer never changes. A
+# node may refuse these before proposing (``precheck_entries``); the others
+# (``unknown_document``: its anchor may be pending; ``bad_version``, grants,
+# governance versions) wait for the apply.
+FINAL_CODES: Final = frozenset(
+    {
+        "malformed",
+        "not_issuer",
+        "not_owner",
+        "already_anchored",
+        "already_revoked",
+        "already_superseded",
+    }
+)
+
+
+def precheck_entries(view: StateView, sub: Submission) -> None:
+    """The entry rules of ``sub`` against ``view``, as if it came next:
+    raise the RuleViolation (with its entry index) if it would be refused
+    for a reason in ``FINAL_CODES``. Changes nothing; the rules run again
+    when a block is applied."""
+    overlay = _Overlay(view=view, trust=view.trust, next_leaf=view.tree_size)
+    pending = _Pending(base=overlay, sub=sub, hashes=[], trust=view.trust)
+    try:
+        _check_entries(pending, view.tree_size)
+    except RuleViolation as violation:
+        if violation.code in FINAL_CODES:
+            raise
 
 
 def _check_entries(p: _Pending, first_leaf: int) -> None:

@@ -1,7 +1,8 @@
 """Submission intake: the checks a leader makes before it proposes.
 
 These are the envelope checks of ``ledger.rules`` (known agency and key,
-signature, replay, time window, size) run against the node's current state,
+signature, replay, time window, size), and for small submissions the entry
+refusals no pending submission can undo, run against the node's current state,
 so that a bad submission is refused at once with its reason instead of
 costing a Raft round. The rules run again, deterministically, when the block
 is applied: intake is a fast path, never the authority.
@@ -10,28 +11,23 @@ is applied: intake is a fast path, never the authority.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final
 
 from ledger.errors import EncodingError, RuleViolation, VerificationError
-from ledger.rules import TIMESTAMP_WINDOW_MS
+from ledger.rules import TIMESTAMP_WINDOW_MS, StateView, precheck_entries
 from ledger.submission import (
     MAX_ENTRIES,
     Submission,
     decode_submission,
     verify_submission,
 )
-from ledger.trust import TrustList
 
-
-class IntakeView(Protocol):
-    @property
-    def trust(self) -> TrustList: ...
-
-    def nonce_seen(self, agency: str, nonce: bytes) -> bool: ...
+# Submissions of at most this many entries have their entries prechecked.
+PRECHECK_MAX_ENTRIES: Final = 256
 
 
 def precheck(
-    view: IntakeView,
+    view: StateView,
     raw: bytes,
     *,
     now_ms: int,
@@ -69,9 +65,16 @@ def precheck(
         )
     if view.nonce_seen(sub.agency, sub.nonce):
         raise RuleViolation("replay", f"nonce {sub.nonce.hex()} already used")
-    # Charged last: every signed submission is public (GET /v1/blocks), so
-    # anyone can post an old one again; a replay must not spend the
-    # agency's quota, only a submission that could be applied.
+    # Charged after the replay check: every signed submission is public
+    # (GET /v1/blocks), so anyone can post an old one again; a replay must
+    # not spend the agency's quota. A fresh one is the agency's own.
     if admit is not None:
         admit(sub.agency)
+    # A small submission's entries, against the state as it is: what is
+    # refused for good (another agency's document, a revoked one revoked
+    # again) is refused here, and never becomes a block. A large one is
+    # left to the apply, which records any refusal in its block: checking
+    # its entries here would hold the event loop for tens of milliseconds.
+    if len(sub.entries) <= PRECHECK_MAX_ENTRIES:
+        precheck_entries(view, sub)
     return len(sub.entries)

@@ -19,15 +19,17 @@ from ledger.entries import (
     encode_entry,
     record_key,
 )
+from ledger.errors import RuleViolation
 from ledger.keys import SigningKey, key_id
 from ledger.merkle import DictNodeStore, MerkleLog, leaf_hash, root_of
-from ledger.rules import Applied, BatchInput, apply_batch
+from ledger.rules import Applied, BatchInput, apply_batch, precheck_entries
 from ledger.statemap import EMPTY_ROOT, StateMap
 from ledger.status import StatusRecord
 from ledger.submission import (
     MAX_ENTRIES,
     Submission,
     batch_root,
+    decode_submission,
     encode_submission,
     sign_submission,
     signing_message,
@@ -237,10 +239,31 @@ def test_a_rejected_submission_changes_nothing(chain: MemoryChain) -> None:
     assert (chain.tree_size, chain.state_root, chain.statuses) == before
     assert applied.leaves == [] and applied.log_nodes == []
     assert applied.state == {} and applied.state_writes == {}
-    assert applied.nonces == [] and applied.history == []
+    assert applied.history == []
     assert applied.block.header.first_leaf == applied.block.header.tree_size == 1
-    # Its nonce was not used up: the corrected batch may reuse it.
-    assert chain.codes(submit("moj", anchor(2), nonce=nonce)) == OK_
+    # Only its nonce is spent: its bytes are public in the block, and a copy
+    # posted again is a replay (not one more rejected block), as is a
+    # corrected batch under the same nonce.
+    assert [(a, n) for a, n, _ in applied.nonces] == [("moj", nonce)]
+    assert [o.code for o in chain.codes(sub)] == ["replay"]
+    assert [o.code for o in chain.codes(submit("moj", anchor(2), nonce=nonce))] == [
+        "replay"
+    ]
+    assert chain.codes(submit("moj", anchor(2))) == OK_
+
+
+def test_a_submission_refused_before_its_signature_spends_no_nonce(
+    chain: MemoryChain,
+) -> None:
+    # Anyone can send bytes with any nonce; only the agency's own signed,
+    # fresh submission spends one.
+    good = submit("moj", anchor(1), nonce=b"\x07" * 16)
+    forged = bytearray(good)
+    forged[-1] ^= 1  # the signature's last byte
+    applied = chain.apply(bytes(forged))
+    assert applied.block.outcomes[0].code in ("bad_signature", "malformed")
+    assert applied.nonces == []
+    assert chain.codes(good) == OK_
 
 
 def test_rejected_submissions_stay_in_the_block_with_their_code(
@@ -606,3 +629,41 @@ def test_batch_input_round_trip() -> None:
         cosignatures=(Cosignature(height=1, agency="moj", signature=b"s" * 64),),
     )
     assert BatchInput.decode(batch.encode()) == batch
+
+
+# --- the precheck a node runs before proposing ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("agency", "entries", "code"),
+    [
+        ("moh", (revoke(1, "moh"),), "not_owner"),  # moj's document
+        ("moj", (anchor(1),), "already_anchored"),
+        ("moj", (revoke(2),), "already_revoked"),
+        ("moj", (anchor(5), revoke(2)), "already_revoked"),
+        ("moj", (anchor(6, issuer="moh"),), "not_issuer"),
+    ],
+    ids=["not-owner", "anchored", "revoked", "second-entry", "not-issuer"],
+)
+def test_precheck_refuses_what_no_pending_submission_can_undo(
+    chain: MemoryChain, agency: str, entries: tuple[Entry, ...], code: str
+) -> None:
+    chain.apply(submit("moj", anchor(1), anchor(2), revoke(2)))
+    sub = decode_submission(submit(agency, *entries))
+    with pytest.raises(RuleViolation) as caught:
+        precheck_entries(chain, sub)
+    assert caught.value.code == code
+    assert caught.value.entry == len(entries) - 1
+    # The rules, when applied, give the same refusal.
+    assert chain.codes(encode_submission(sub)) == [Outcome(code, len(entries) - 1)]
+
+
+def test_precheck_leaves_to_the_apply_what_a_pending_one_may_change(
+    chain: MemoryChain,
+) -> None:
+    # The new document's anchor may be in a submission not applied yet.
+    early = decode_submission(submit("moj", supersede(1, 2)))
+    precheck_entries(chain, early)  # no refusal
+    assert chain.status(doc(1)) is None  # and nothing written
+    chain.apply(submit("moj", anchor(1), anchor(2)))
+    assert chain.codes(encode_submission(early)) == OK_

@@ -177,13 +177,17 @@ def test_refused_before_proposal_changes_nothing(cluster: Cluster) -> None:
     assert _tips(cluster) == before
 
 
-def test_unauthorized_revoke_is_refused_at_apply(cluster: Cluster) -> None:
+def test_unauthorized_revoke_is_refused_before_it_is_proposed(
+    cluster: Cluster,
+) -> None:
+    """Refused for good (another agency's document): the node says so at
+    once and proposes nothing, so no block records it. (Refusals found only
+    when applying are kept in their block: tests/ledger/test_rules.py.)"""
     leader = cluster.wait_leader()
     raw, (doc_id,) = cluster.anchors("police", 1)
     assert cluster.post_submission(leader, raw).status_code == 200
     cluster.wait_converged(AGENCIES)
-    (height, tree_size), *_ = _tips(cluster)
-    state_root = cluster.get(leader, f"/v1/blocks/{height}").json()["state_root"]
+    tips = _tips(cluster)
 
     # justice revokes police's document: well signed, but not its own.
     revoke = encode_entry(
@@ -192,20 +196,39 @@ def test_unauthorized_revoke_is_refused_at_apply(cluster: Cluster) -> None:
     sub = sign_submission(
         cluster.trust.origin, "justice", [revoke], cluster.issuer_key("justice")
     )
-    body = _problem(
-        cluster.post_submission(_follower(cluster), encode_submission(sub)),
-        422,
-        "not_owner",
-    )
-    assert body["entry"] == 0
-
-    # The block records the refusal; the log and the state did not change.
+    raw = encode_submission(sub)
+    for node in (_follower(cluster), leader):
+        body = _problem(cluster.post_submission(node, raw), 422, "not_owner")
+        assert body["entry"] == 0
+    # Nothing was proposed: no block, the same tips and the same status.
+    ok, _ = cluster.anchors("police", 1)
+    assert cluster.post_submission(leader, ok).status_code == 200
     cluster.wait_converged(AGENCIES)
-    assert _tips(cluster) == {(height + 1, tree_size)}
+    ((height, size),) = tips
+    assert _tips(cluster) == {(height + 1, size + 1)}
     block = cluster.get(leader, f"/v1/blocks/{height + 1}").json()
-    assert [s["outcome"] for s in block["submissions"]] == ["not_owner"]
-    assert block["state_root"] == state_root
+    assert [s["outcome"] for s in block["submissions"]] == ["ok"]
     assert all(cluster.has_document(a, doc_id) for a in AGENCIES)
+
+
+def test_a_submission_refused_in_its_block_cannot_be_posted_again(
+    cluster: Cluster,
+) -> None:
+    """A refusal found only when applying is recorded in the block, so the
+    submission's bytes are public: posting them again (anyone can) is a
+    replay, answered at once, with no new block and no quota spent."""
+    leader = cluster.wait_leader()
+    revoke = encode_entry(
+        Revoke(issuer="police", doc_id=os.urandom(32), reason="withdrawn", at=now_ms())
+    )
+    raw = cluster.sign("police", [revoke])
+    _problem(cluster.post_submission(leader, raw), 422, "unknown_document")
+    cluster.wait_converged(AGENCIES)
+    tips = _tips(cluster)
+    for node in (leader, _follower(cluster)):
+        _problem(cluster.post_submission(node, raw), 409, "replay")
+    cluster.wait_converged(AGENCIES)
+    assert _tips(cluster) == tips
 
 
 def test_sigterm_then_restart_replays_nothing(cluster: Cluster) -> None:
