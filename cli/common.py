@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Final, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -42,7 +43,8 @@ WaitOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for each request.")
+    float,
+    typer.Option("--timeout", min=0.001, help="Seconds to wait for each request."),
 ]
 
 
@@ -72,8 +74,16 @@ def handled() -> Iterator[None]:
 
 
 def make_client(url: str, *, timeout: float, retries: int = 6) -> LedgerClient:
-    """The client every command uses (tests replace it with a fake node's)."""
+    """The client every command uses (tests replace it with a fake node's);
+    UsageError for a --node that is no http(s) URL."""
+    check_node_url(url)
     return LedgerClient(url, timeout=timeout, retries=retries)
+
+
+def check_node_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--node {url!r} is not an http(s) URL")
 
 
 def agency_for_key(key: Path, agency: str | None) -> str:

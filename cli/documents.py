@@ -65,20 +65,15 @@ class AnchorReceipt:
         """Parse a receipt file; ConfigError naming the bad field."""
         if not isinstance(obj, dict):
             raise ConfigError("receipt: expected a JSON object")
-        try:
-            receipt = cls(
-                doc_id=unhex(obj["doc_id"], 32),
-                salt=unhex(obj["salt"], SALT_SIZE),
-                file_sha256=unhex(obj["file_sha256"], 32),
-                file_name=str(obj["file_name"]),
-                doc_type=str(obj["doc_type"]),
-                issuer=str(obj["issuer"]),
-                leaf_index=int(obj["leaf_index"]),
-                block_height=int(obj["block_height"]),
-                verify_url=obj.get("verify_url"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"receipt: bad or missing field: {exc}") from exc
+        values: dict[str, object] = {}
+        for name, parse in _RECEIPT_FIELDS.items():
+            if name not in obj:
+                raise ConfigError(f"receipt: no {name!r}")
+            try:
+                values[name] = parse(obj[name])
+            except ValueError as exc:
+                raise ConfigError(f"receipt: bad {name!r}: {exc}") from None
+        receipt = cls(**values, verify_url=obj.get("verify_url"))  # type: ignore[arg-type]
         if derive_doc_id(receipt.salt, receipt.file_sha256) != receipt.doc_id:
             raise ConfigError("receipt: doc_id does not match salt and file hash")
         return receipt
@@ -98,6 +93,18 @@ class PreparedDocument:
         return self.anchor.doc_id
 
 
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    return value
+
+
 def unhex(value: object, size: int | None = None) -> bytes:
     if not isinstance(value, str):
         raise ValueError(f"expected hex, got {type(value).__name__}")
@@ -105,6 +112,19 @@ def unhex(value: object, size: int | None = None) -> bytes:
     if size is not None and len(raw) != size:
         raise ValueError(f"expected {size} bytes of hex, got {len(raw)}")
     return raw
+
+
+# A receipt's fields and how each is read (ValueError when it is not).
+_RECEIPT_FIELDS: Final[dict[str, Callable[[object], object]]] = {
+    "doc_id": lambda v: unhex(v, 32),
+    "salt": lambda v: unhex(v, SALT_SIZE),
+    "file_sha256": lambda v: unhex(v, 32),
+    "file_name": _text,
+    "doc_type": _text,
+    "issuer": _text,
+    "leaf_index": _int,
+    "block_height": _int,
+}
 
 
 def as_doc_id(value: bytes | str) -> bytes:

@@ -219,7 +219,9 @@ def verify(
     ] = None,
     max_age: Annotated[
         int | None,
-        typer.Option("--max-age", help="Checkpoints older than this (s) are stale."),
+        typer.Option(
+            "--max-age", min=0, help="Checkpoints older than this (s) are stale."
+        ),
     ] = None,
     receipt: Annotated[
         Path | None,

@@ -222,14 +222,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         now = time.monotonic()
         if now - cls.warned_at >= 60.0:
             logger.warning(
-                "connection limit reached limit=%s refused=%d (in the last minute)",
+                "connections refused at the limit limit=%s refused=%d "
+                "(counted since the previous warning, at most one a minute)",
                 self.limit_concurrency,
                 cls.refused,
             )
             cls.refused, cls.warned_at = 0, now
         # What uvicorn answers a request over limit_concurrency, sent before
-        # any request (a server may answer early; RFC 9112 section 9.6), so
-        # that a client sees why rather than a reset.
+        # the request has arrived so that the client sees why rather than a
+        # bare reset.
         self.transport.write(
             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n"
             b"connection: close\r\nretry-after: 1\r\n\r\n"

@@ -273,6 +273,45 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     assert code == 2
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--max-age", "-5"], "--max-age"),
+        (["--timeout", "0"], "--timeout"),
+        (["--node", "notaurl"], "not an http(s) URL"),
+    ],
+)
+def test_bad_option_values_exit_2(fx: Fixture, extra: list[str], says: str) -> None:
+    _, receipt, document = fx.files("valid")
+    code, output = _verify("--receipt", str(receipt), *extra, str(document))
+    assert code == 2, output
+    assert says in output
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("salt", "zz", "bad 'salt'"),
+        ("leaf_index", "7", "bad 'leaf_index'"),
+        ("issuer", None, "no 'issuer'"),
+    ],
+)
+def test_a_bad_receipt_names_its_field(
+    fx: Fixture, tmp_path: Path, field: str, value: str | None, says: str
+) -> None:
+    _, receipt, _ = fx.files("valid")
+    obj = json.loads(receipt.read_text())
+    if value is None:
+        del obj[field]
+    else:
+        obj[field] = value
+    bad = tmp_path / "bad.receipt.json"
+    bad.write_text(json.dumps(obj))
+    code, output = _verify("--trust", str(fx.trust_file), "--receipt", str(bad))
+    assert code == 2, output
+    assert says in output
+
+
 def test_trust_file_must_exist(fx: Fixture) -> None:
     bundle, _, _ = fx.files("valid")
     code, _ = _verify("--trust", str(fx.root / "nope.json"), "--bundle", str(bundle))

@@ -1,0 +1,208 @@
+"""``cli.serve``: the limits a node's uvicorn serves under, on a real uvicorn
+server on loopback. A connection that sends nothing, part of its headers or
+part of its body is closed after the timeout, while whole requests (and a
+slow body that keeps arriving) are served; connections over the cap are
+answered 503 and closed.
+
+The timeouts are shortened in a subclass of the protocol (its class
+attributes), everything else is ``uvicorn_config`` as a node runs it.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from cli.serve import (
+    BACKLOG,
+    MAX_CONNECTIONS,
+    BoundedHttpProtocol,
+    uvicorn_config,
+)
+
+TIMEOUT: Final = 0.5  # seconds, for headers and for an idle body alike
+# How late a timed-out connection may be closed: loaded test machines.
+SLACK: Final = 3.0
+GET: Final = b"GET / HTTP/1.1\r\nHost: node\r\n\r\n"
+
+
+class QuickProtocol(BoundedHttpProtocol):
+    header_timeout = TIMEOUT
+    body_idle_timeout = TIMEOUT
+
+
+class Echo:
+    """Answers 200 with the request body; notes a disconnect it receives."""
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnects += 1
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        answer = b"ok:" + body
+        headers = [(b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@contextmanager
+def running(app: Echo, *, limit: int | None = None) -> Iterator[int]:
+    """Serve ``app`` as a node does (QuickProtocol's timeouts); yields the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    config = uvicorn_config(app, "127.0.0.1", port)
+    config.http = QuickProtocol
+    config.lifespan = "off"
+    if limit is not None:
+        config.limit_concurrency = limit
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="test-serve", daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT + SLACK)
+
+
+def read_until_closed(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes (socket timeout: it did not)."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def answer(conn: socket.socket, request: bytes = GET) -> bytes:
+    """Send one request and read one (small) answer on a kept-alive connection."""
+    conn.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before an answer: {data!r}"
+        data += chunk
+    return data
+
+
+def still_open(conn: socket.socket, seconds: float) -> bool:
+    """True if the server neither sent anything nor closed within ``seconds``."""
+    readable, _, _ = select.select([conn], [], [], seconds)
+    return not readable
+
+
+def test_a_node_serves_under_a_connection_cap_and_read_timeouts() -> None:
+    config = uvicorn_config(Echo(), "127.0.0.1", 8080)
+    assert config.limit_concurrency == MAX_CONNECTIONS == 1_000
+    assert config.backlog == BACKLOG
+    assert config.http is BoundedHttpProtocol
+    # Generous enough for a phone on a poor link.
+    assert 10 <= BoundedHttpProtocol.header_timeout <= 60
+    assert BoundedHttpProtocol.body_idle_timeout >= BoundedHttpProtocol.header_timeout
+
+
+def test_partial_headers_are_closed_after_the_timeout_while_requests_are_served() -> (
+    None
+):
+    with running(Echo()) as port, connect(port) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: node\r\n")  # no blank line: more to come
+        sent = time.monotonic()
+        # Meanwhile whole requests are answered, on new connections.
+        for _ in range(3):
+            with connect(port) as fast:
+                assert answer(fast).startswith(b"HTTP/1.1 200 ")
+        assert still_open(slow, TIMEOUT / 4)
+        assert read_until_closed(slow) == b""
+        elapsed = time.monotonic() - sent
+        assert TIMEOUT * 0.8 <= elapsed <= TIMEOUT + SLACK
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_timeout() -> None:
+    with running(Echo()) as port, connect(port) as idle:
+        opened = time.monotonic()
+        assert read_until_closed(idle) == b""
+        assert TIMEOUT * 0.8 <= time.monotonic() - opened <= TIMEOUT + SLACK
+
+
+def test_partial_headers_of_a_kept_alive_connections_next_request_time_out() -> None:
+    """uvicorn's keep-alive timer stops at the next request's first byte."""
+    with running(Echo()) as port, connect(port) as conn:
+        assert answer(conn).startswith(b"HTTP/1.1 200 ")
+        conn.sendall(b"GET / HTTP/1.1\r\n")
+        sent = time.monotonic()
+        assert read_until_closed(conn) == b""
+        assert TIMEOUT * 0.8 <= time.monotonic() - sent <= TIMEOUT + SLACK
+
+
+def test_a_stalled_body_is_closed_and_the_app_receives_a_disconnect() -> None:
+    app = Echo()
+    with running(app) as port, connect(port) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 100\r\n\r\nab")
+        sent = time.monotonic()
+        assert read_until_closed(conn) == b""
+        assert TIMEOUT * 0.8 <= time.monotonic() - sent <= TIMEOUT + SLACK
+        deadline = time.monotonic() + SLACK
+        while app.disconnects == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert app.disconnects == 1
+
+
+def test_a_slow_body_that_keeps_arriving_is_served() -> None:
+    """The body timeout is an idle limit, not a deadline for the whole body."""
+    with running(Echo()) as port, connect(port) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 5\r\n\r\n")
+        started = time.monotonic()
+        for byte in b"slow!":
+            time.sleep(TIMEOUT / 2)
+            conn.sendall(bytes([byte]))
+        assert time.monotonic() - started > TIMEOUT * 2
+        reply = answer(conn, b"")
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        assert reply.endswith(b"ok:slow!")
+
+
+@pytest.mark.parametrize("limit", [3])
+def test_connections_over_the_cap_are_answered_503_and_closed(limit: int) -> None:
+    with running(Echo(), limit=limit) as port:
+        held = [connect(port) for _ in range(limit)]
+        try:
+            time.sleep(0.1)  # accepted and counted
+            with connect(port) as extra:
+                reply = read_until_closed(extra)
+            assert reply.startswith(b"HTTP/1.1 503 ")
+            assert b"connection: close" in reply
+        finally:
+            for conn in held:
+                conn.close()
+        time.sleep(0.1)  # their close reached the server
+        with connect(port) as conn:
+            assert answer(conn).startswith(b"HTTP/1.1 200 ")
