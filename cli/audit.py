@@ -47,7 +47,13 @@ from typing import Final
 
 from cli.audit_final import check_documents, check_finals, sample_proofs
 from cli.audit_replay import LeafStream, Replay
-from cli.audit_report import AuditError, AuditReport, KeptCheckpoint, Progress
+from cli.audit_report import (
+    AuditError,
+    AuditReport,
+    DocumentsProgress,
+    KeptCheckpoint,
+    Progress,
+)
 from cli.sources import AuditSource
 from ledger.block import Block
 from ledger.store import LedgerStore
@@ -55,7 +61,14 @@ from ledger.trust import TrustList
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AuditError", "AuditReport", "KeptCheckpoint", "Progress", "audit"]
+__all__ = [
+    "AuditError",
+    "AuditReport",
+    "DocumentsProgress",
+    "KeptCheckpoint",
+    "Progress",
+    "audit",
+]
 
 BLOCK_PAGE: Final = 100
 DEFAULT_PROOF_SAMPLES: Final = 32
@@ -69,6 +82,7 @@ def audit(
     documents: int | None = None,
     proofs: int = DEFAULT_PROOF_SAMPLES,
     progress: Progress | None = None,
+    documents_progress: DocumentsProgress | None = None,
     work_dir: Path | None = None,
     seed: int | None = None,
 ) -> AuditReport:
@@ -103,9 +117,12 @@ def audit(
                     replay.check_block(block, replay.store.height + 1)
                     if progress is not None:
                         progress(report.blocks, report.entries)
+            report.replay_seconds = time.perf_counter() - started
             check_finals(replay, served_note, keep)
             sample_proofs(replay, proofs, random.Random(seed))
-            check_documents(replay, documents, random.Random(seed))
+            check_documents(
+                replay, documents, random.Random(seed), progress=documents_progress
+            )
         finally:
             store.close()
     report.seconds = time.perf_counter() - started

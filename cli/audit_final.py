@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from cli.audit_replay import Replay, history_leaves
-from cli.audit_report import AuditError, KeptCheckpoint
+from cli.audit_report import AuditError, DocumentsProgress, KeptCheckpoint
 from ledger.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from ledger.errors import VerificationError
 from ledger.keys import key_id
@@ -174,11 +174,24 @@ def sample_proofs(replay: Replay, count: int, rng: random.Random) -> None:
             replay.report.consistency_proofs += 1
 
 
-def check_documents(replay: Replay, limit: int | None, rng: random.Random) -> None:
+DOCUMENTS_TICK: Final = 100  # documents between two progress calls
+
+
+def check_documents(
+    replay: Replay,
+    limit: int | None,
+    rng: random.Random,
+    *,
+    progress: DocumentsProgress | None = None,
+) -> None:
+    """The served status of each document (a sample of ``limit``) is the
+    re-derived one."""
     ids = replay.doc_ids
     if limit is not None and limit < len(ids):
         ids = rng.sample(ids, limit)
-    for doc_id in ids:
+    for n, doc_id in enumerate(ids):
+        if progress is not None and n % DOCUMENTS_TICK == 0:
+            progress(n, len(ids))
         mine = replay.store.status(doc_id)
         served = replay.source.document(doc_id)
         problem = _status_difference(doc_id, mine, served, _now_ms())
@@ -191,6 +204,8 @@ def check_documents(replay: Replay, limit: int | None, rng: random.Random) -> No
                 leaf=None if mine is None else mine.leaf,
             )
         replay.report.documents += 1
+    if progress is not None:
+        progress(len(ids), len(ids))
 
 
 def _now_ms() -> int:

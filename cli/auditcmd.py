@@ -61,6 +61,16 @@ def run_audit_command(
                     rate = f"{entries / elapsed:,.0f} entries/s" if elapsed else ""
                     bar.update(task, completed=blocks, rate=rate)
 
+                docs_task = None
+
+                def docs_tick(done: int, total: int) -> None:
+                    # The statuses are checked once the replay is done; one
+                    # request per document, so it can take a while.
+                    nonlocal docs_task
+                    if docs_task is None:
+                        docs_task = bar.add_task("documents", total=total, rate="")
+                    bar.update(docs_task, completed=done)
+
                 report = audit(
                     source,
                     genesis,
@@ -68,6 +78,7 @@ def run_audit_command(
                     documents=documents,
                     proofs=proofs,
                     progress=tick,
+                    documents_progress=docs_tick,
                 )
     except AuditError as exc:
         return _failed(exc, as_json)
@@ -125,7 +136,7 @@ def _print_report(report: AuditReport, as_json: bool, keep: Path | None) -> None
         ("blocks", f"{report.blocks:,}"),
         ("entries", f"{report.entries:,}"),
         ("submissions (rejected)", f"{report.submissions:,} ({report.rejected:,})"),
-        ("entries per second", f"{report.entries_per_second:,.0f}"),
+        ("entries per second", f"{report.entries_per_second:,.0f} (replay)"),
         ("seconds", f"{report.seconds:.2f}"),
         ("cosignatures verified", f"{report.cosignatures:,}"),
         ("final checkpoints", f"{report.final_checkpoints:,}"),

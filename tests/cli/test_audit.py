@@ -336,6 +336,25 @@ def test_progress_is_reported(chain: LocalChain) -> None:
     assert [b for b, _ in seen] == list(range(1, 8))
 
 
+def test_document_checks_report_progress_and_the_replay_its_own_rate(
+    chain: LocalChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After the replay, one request per document: long on a big chain, so
+    # it has its own progress, and the replay rate leaves it out.
+    import cli.audit_final
+
+    monkeypatch.setattr(cli.audit_final, "DOCUMENTS_TICK", 5)
+    seen: list[tuple[int, int]] = []
+    report = audit(
+        StoreSource(chain.store),
+        chain.trust,
+        documents_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen == [(0, 19), (5, 19), (10, 19), (15, 19), (19, 19)]
+    assert 0 < report.replay_seconds <= report.seconds
+    assert report.entries_per_second == report.entries / report.replay_seconds
+
+
 DAY_MS = 24 * 3600 * 1000
 
 
