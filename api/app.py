@@ -23,15 +23,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_documents, routes_read, routes_write
 from api.deps import NodeLike
-from api.limits import RateLimiter
+from api.limits import BodyBudget, RateLimiter
 from api.metrics import Metrics, create_metrics
 from api.problems import ProblemError, install_problem_handlers
 from api.verify_page import STATIC_DIR, STATIC_PREFIX
 from ledger.store import LedgerStore
 
+# The status a request is counted under when its client hung up before any
+# answer began (mid-body, say): nginx's "client closed request". HTTP defines
+# no code for it because nobody receives one; it keeps such requests out of
+# the 5xx, which mean the server failed, and out of the 4xx a client was sent.
+CLIENT_CLOSED_REQUEST: Final = 499
+
 
 class HttpMetrics:
-    """Counts every answered request by route template and status.
+    """Counts every request by route template and status: the status
+    answered, 499 (``CLIENT_CLOSED_REQUEST``) if the client hung up before
+    an answer began, else 500 (the app failed without one).
 
     A plain ASGI middleware: FastAPI's ``@app.middleware("http")`` wraps each
     request in extra tasks and streams, which costs more than the count.
@@ -48,7 +56,8 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
+        hung_up = False
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -56,15 +65,70 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
+        async def watch_disconnect() -> Message:
+            nonlocal hung_up
+            message = await receive()
+            # Only before an answer began: the server also says "disconnect"
+            # to a receive after the answer is complete.
+            if message["type"] == "http.disconnect" and status is None:
+                hung_up = True
+            return message
+
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, watch_disconnect, send_status)
         finally:
+            code = 500 if status is None else status
+            if hung_up:
+                # Whatever the app made of the hang-up, nobody received it.
+                code = CLIENT_CLOSED_REQUEST
             path = getattr(scope.get("route"), "path", "unmatched")
-            self.observe(scope["method"], path, status, time.perf_counter() - started)
+            self.observe(scope["method"], path, code, time.perf_counter() - started)
+
+
+HEAD_DROPS: Final = frozenset({"http.response.body", "http.response.pathsend"})
+
+
+class HeadAsGet:
+    """Answers ``HEAD`` wherever the app answers ``GET``: the same status and
+    headers (``content-length`` included), no body (RFC 9110 section 9.3.2).
+
+    FastAPI routes take only the methods they declare, so HEAD was a 405 on
+    every route but ``/healthz`` and ``/static``; declaring HEAD on each
+    would also add a HEAD operation of each to the OpenAPI document. The app
+    sees ``GET`` in a copy of the scope (the server reads the method from its
+    own, to leave the body out), so the hot reads serve HEAD too, and the
+    route it matched is copied back for the metrics, which count it as HEAD.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = dict(scope, method="GET")
+
+        async def headers_only(message: Message) -> None:
+            # A body, or a file to send (the pathsend extension, which a
+            # FileResponse uses where the server offers it): none for HEAD.
+            if message["type"] in HEAD_DROPS:
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, headers_only)
+        finally:
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
 
 
 # The two busiest reads: a document's status, and its proof bundle.
 HOT_PATH: Final = re.compile(r"/v1/documents/([0-9a-f]{64})(/bundle)?")
+# How many bodies at the size limit a node holds at once (api.limits.BodyBudget).
+BODY_BUDGET_BODIES: Final = 4
 Answer = Callable[[LedgerStore, str], Response]
 
 
@@ -133,10 +197,10 @@ class HotReads:
 
 
 class LedgerApp(FastAPI):
-    """FastAPI behind ``front``: the request count and the hot reads come
-    before FastAPI's own layers (error pages, telemetry, body limit), which
-    cost a hot read more than its answer's LevelDB reads; everything else
-    goes on to ``framework``, FastAPI as it is.
+    """FastAPI behind ``front``: the request count, HEAD and the hot reads
+    come before FastAPI's own layers (error pages, telemetry, body limit),
+    which cost a hot read more than its answer's LevelDB reads; everything
+    else goes on to ``framework``, FastAPI as it is.
     """
 
     front: ASGIApp | None = None
@@ -176,11 +240,17 @@ def create_app(
         version="1",
         summary="Documents anchored by government agencies, verifiable by anyone.",
         lifespan=lifespan,
+        # A redirect to the path without its trailing slash is built from the
+        # Host header, so anyone could make a node redirect to their site;
+        # such a path is a plain 404 problem instead.
+        redirect_slashes=False,
     )
     app.state.node = node
     app.state.public_url = public_url.rstrip("/")
     app.state.metrics = metrics or create_metrics()
     app.state.max_body_bytes = max_body_bytes
+    # Four bodies at the size limit in flight at once (or many small ones).
+    app.state.body_budget = BodyBudget(BODY_BUDGET_BODIES * max_body_bytes)
     app.state.max_age_ms = max_age_ms
     app.state.limiter = RateLimiter(rate=rate_per_agency, burst=rate_per_agency * 2)
     install_problem_handlers(app)
@@ -188,8 +258,10 @@ def create_app(
     app.include_router(routes_documents.router)
     app.include_router(routes_write.router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
-    # Hot reads inside the count, so they are counted too.
+    # Hot reads inside the count, so they are counted too; HEAD before them,
+    # so that they answer it.
     app.front = HttpMetrics(
-        HotReads(app.framework, node=node), observe=app.state.metrics.observe_http
+        HeadAsGet(HotReads(app.framework, node=node)),
+        observe=app.state.metrics.observe_http,
     )
     return app

@@ -59,11 +59,17 @@ def json_response(body: object) -> Response:
     return Response(_JSON.encode(body), media_type="application/json")
 
 
-def parse_doc_id(value: str) -> bytes:
-    """A document id from a URL: 64 lowercase hex digits."""
+def parse_doc_id(value: str, *, parameter: str = "doc_id") -> bytes:
+    """A document id from a URL: 64 lowercase hex digits.
+
+    ``parameter`` is the name the route gives it, which the ``invalid-hex``
+    problem names (its documented ``parameter`` member).
+    """
     if not HEX64.fullmatch(value):
         raise ProblemError(
-            "invalid-hex", "a document id is 64 lowercase hexadecimal digits"
+            "invalid-hex",
+            "a document id is 64 lowercase hexadecimal digits",
+            extra={"parameter": parameter},
         )
     return bytes.fromhex(value)
 

@@ -9,18 +9,27 @@ Dates are shown as ``dd/mm/yyyy HH:MM`` in Vietnam time. Vietnam has kept
 UTC+7 with no daylight saving since 1975, so a fixed offset gives the same
 answer as ``Asia/Ho_Chi_Minh`` without depending on the host's tz database
 (slim containers often have none).
+
+The ledger takes any u64 millisecond time, up to the year 584 million;
+``datetime`` stops at 31/12/9999. A time past that is shown in words with its
+raw value rather than failing the page (``format_time``, ``shown_time``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 LANGS: Final = ("vi", "en")
 DEFAULT_LANG: Final = "vi"
 VIETNAM_TZ: Final = timezone(timedelta(hours=7), "UTC+7")
 DATE_FORMAT: Final = "%d/%m/%Y %H:%M"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The last millisecond datetime can hold in Vietnam time (31/12/9999 23:59:59
+# UTC+7); in UTC that moment is 7 hours earlier, so it fits there too.
+_LAST_SHOWN: Final = datetime.max.replace(tzinfo=VIETNAM_TZ)
+MAX_SHOWN_MS: Final = (_LAST_SHOWN - _EPOCH) // timedelta(milliseconds=1)
 
 # (vi, en) for each message; ``{name}`` placeholders are filled by ``text``.
 MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
@@ -50,6 +59,11 @@ MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
         "the new document.",
     ),
     "detail": ("Chi tiết", "Details"),
+    # A time datetime cannot show; the raw value lets a reader check it.
+    "beyond_year_9999": (
+        "sau năm 9999 ({ms} mili giây kể từ 01/01/1970 UTC)",
+        "after the year 9999 ({ms} milliseconds since 01/01/1970 UTC)",
+    ),
     "as_of": (
         "Trạng thái tính đến {time} (giờ Việt Nam, UTC+7).",
         "Status as of {time} (Vietnam time, UTC+7).",
@@ -257,10 +271,24 @@ def revoke_reason_name(reason: str, lang: str) -> str:
     return reason if names is None else names[_index(lang)]
 
 
-def format_time(ms: int) -> str:
-    """Unix milliseconds as ``dd/mm/yyyy HH:MM`` in Vietnam time (UTC+7)."""
+def shown_time(ms: int) -> datetime | None:
+    """Unix milliseconds (whole seconds of them) as a Vietnam-time datetime,
+    or None after the year 9999, which ``datetime`` cannot hold."""
+    if ms > MAX_SHOWN_MS:
+        return None
     # Whole seconds: the display shows minutes, and no float enters the math.
-    return datetime.fromtimestamp(ms // 1000, VIETNAM_TZ).strftime(DATE_FORMAT)
+    # Epoch plus a timedelta rather than fromtimestamp, which depends on the
+    # platform's time_t and raises OSError or OverflowError instead.
+    return (_EPOCH + timedelta(seconds=ms // 1000)).astimezone(VIETNAM_TZ)
+
+
+def format_time(ms: int, lang: str = DEFAULT_LANG) -> str:
+    """Unix milliseconds as ``dd/mm/yyyy HH:MM`` in Vietnam time (UTC+7); a
+    time after the year 9999 in words of ``lang``, with its raw value."""
+    shown = shown_time(ms)
+    if shown is None:
+        return text("beyond_year_9999", lang, ms=format_count(ms, lang))
+    return shown.strftime(DATE_FORMAT)
 
 
 def format_count(n: int, lang: str) -> str:

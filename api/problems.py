@@ -18,7 +18,9 @@ as title, as RFC 9457 §4.2.1 prescribes.
 ``ProblemError``, the ledger's own errors, Starlette's 404 (unknown route) and
 405, FastAPI's request validation errors (422) and, through a small ASGI
 middleware, any unexpected exception (500: logged here with an id that the
-answer repeats in ``instance``; the traceback never leaves the server).
+answer repeats in ``instance``; the traceback never leaves the server). A
+client that hangs up mid-request (``ClientDisconnect``) is no error: it gets
+no answer and one debug line.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.errors import (
@@ -400,6 +403,16 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            # The client hung up before its request was read in full: there
+            # is nobody to answer and nothing went wrong here. The metrics
+            # count it as 499 (api.app.HttpMetrics).
+            logger.debug(
+                "client disconnected method=%s path=%s answered=%s",
+                scope["method"],
+                scope["path"],
+                started,
+            )
         except Exception as exc:
             if started:
                 raise

@@ -8,9 +8,11 @@ and relays the leader's answer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from typing import Literal
 
@@ -19,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import NodeLike
+from api.limits import BodyBudget
 from api.problems import ProblemError
 from ledger.block import block_hash
 from ledger.entries import Anchor, Revoke, Supersede, decode_entry
@@ -35,6 +38,12 @@ from ledger.submission import (
 logger = logging.getLogger(__name__)
 router = APIRouter()
 MSGPACK = "application/msgpack"
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+JSON = "application/json"
+MEDIA_TYPES = (JSON, MSGPACK, "application/x-msgpack", "application/octet-stream")
+# Bodies above this are parsed in a worker thread (node.server checks
+# signatures of submissions this large there too).
+OFF_LOOP_BYTES = 256 * 1024
 
 
 def _node(request: Request) -> NodeLike:
@@ -42,14 +51,32 @@ def _node(request: Request) -> NodeLike:
     return node
 
 
+# The JSON form's members; anything else is refused, as the msgpack form
+# refuses unknown fields.
+JSON_FIELDS = frozenset(
+    {"agency", "key_id", "nonce", "timestamp", "entries", "signature"}
+)
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("a member is given twice")
+    return obj
+
+
 def _from_json(body: bytes) -> bytes:
-    """The canonical bytes of a JSON-encoded submission."""
+    """The canonical bytes of a JSON-encoded submission (UTF-8, each member
+    once, no other members)."""
     try:
-        obj = json.loads(body)
+        obj = json.loads(body.decode("utf-8"), object_pairs_hook=_unique)
     except (ValueError, RecursionError) as exc:
         raise ProblemError("malformed", f"bad JSON submission: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProblemError("malformed", "bad JSON submission: expected an object")
+    unknown = sorted(set(obj) - JSON_FIELDS)
+    if unknown:
+        raise ProblemError("malformed", f"bad JSON submission: unknown {unknown}")
     entries = _field(obj, "entries")
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ProblemError(
@@ -87,7 +114,8 @@ def _field(obj: dict[str, object], name: str) -> object:
 def _hex_field(obj: dict[str, object], name: str) -> bytes:
     value = _field(obj, name)
     try:
-        if not isinstance(value, str):
+        # Lowercase hex digits only: fromhex alone takes capitals and spaces.
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
             raise ValueError
         return bytes.fromhex(value)
     except ValueError:
@@ -106,11 +134,20 @@ def _json_int(value: object) -> int:
     return value
 
 
-async def _read_body(request: Request) -> bytes:
+def _declared_size(request: Request) -> int:
+    """The body's size as the client declares it; the limit if it does not
+    (a chunked body): what to reserve of the body budget."""
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProblemError("payload-too-large", f"body over {limit} bytes")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise ProblemError("payload-too-large", f"body over {limit} bytes")
+        return int(declared)
+    return limit
+
+
+async def _read_body(request: Request) -> bytes:
+    limit: int = request.app.state.max_body_bytes
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -126,20 +163,24 @@ async def submit(
     request: Request, wait: Literal["applied", "final"] = "applied"
 ) -> Response:
     """Take one signed batch of 1 to 10,000 entries from one agency."""
-    body = await _read_body(request)
+    budget: BodyBudget = request.app.state.body_budget
+    with budget.hold(_declared_size(request)):
+        return await _submit(request, wait)
+
+
+async def _submit(request: Request, wait: Literal["applied", "final"]) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
-    if ctype == "application/json":
-        raw = _from_json(body)
-    elif ctype in (MSGPACK, "application/x-msgpack", "application/octet-stream"):
-        raw = body
-    else:
+    if ctype not in MEDIA_TYPES:
         raise ProblemError(
             "unsupported-media-type", "send application/msgpack or application/json"
         )
-    try:
-        sub = decode_submission(raw)
-    except EncodingError as exc:
-        raise ProblemError("malformed", str(exc)) from exc
+    body = await _read_body(request)
+    # Parsing megabytes takes milliseconds: off the event loop, which runs
+    # Raft, for a large body.
+    if len(body) > OFF_LOOP_BYTES:
+        raw, sub = await asyncio.to_thread(_parse, body, ctype)
+    else:
+        raw, sub = _parse(body, ctype)
     node = _node(request)
     started = time.perf_counter()
     try:
@@ -164,6 +205,15 @@ async def submit(
         status_code=200 if final else 202,
         media_type="application/json",
     )
+
+
+def _parse(body: bytes, ctype: str) -> tuple[bytes, Submission]:
+    """The canonical bytes of the submission in ``body``, and it decoded."""
+    raw = _from_json(body) if ctype == JSON else body
+    try:
+        return raw, decode_submission(raw)
+    except EncodingError as exc:
+        raise ProblemError("malformed", str(exc)) from exc
 
 
 def _receipts(

@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -37,6 +37,7 @@ from api.i18n import (
     format_count,
     format_time,
     revoke_reason_name,
+    shown_time,
     status_text,
     text,
 )
@@ -248,22 +249,26 @@ def _document_rows(view: VerifyView, lang: str) -> list[str]:
         )
     if view.issued_at_ms is not None:
         rows.append(
-            _row(text("issued_at", lang), _time(view.issued_at_ms), "issued-at")
+            _row(text("issued_at", lang), _time(view.issued_at_ms, lang), "issued-at")
         )
     if view.valid_from_ms is not None:
         rows.append(
-            _row(text("valid_from", lang), _time(view.valid_from_ms), "valid-from")
+            _row(
+                text("valid_from", lang), _time(view.valid_from_ms, lang), "valid-from"
+            )
         )
     if view.status in FOUND:
         until = (
             _e(text("no_expiry", lang))
             if view.valid_until_ms is None
-            else _time(view.valid_until_ms)
+            else _time(view.valid_until_ms, lang)
         )
         rows.append(_row(text("valid_until", lang), until, "valid-until"))
     if view.revoked_at_ms is not None:
         rows.append(
-            _row(text("revoked_at", lang), _time(view.revoked_at_ms), "revoked-at")
+            _row(
+                text("revoked_at", lang), _time(view.revoked_at_ms, lang), "revoked-at"
+            )
         )
     if view.revoke_reason is not None:
         reason = revoke_reason_name(view.revoke_reason, lang)
@@ -286,12 +291,14 @@ def _issuer_name(view: VerifyView, lang: str) -> str | None:
     return None
 
 
-def _time(ms: int) -> str:
-    return f'<time datetime="{_iso(ms)}">{_e(format_time(ms))}</time>'
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+def _time(ms: int, lang: str) -> str:
+    shown = shown_time(ms)
+    if shown is None:
+        # Past the year 9999: words and the raw value, and no <time>, whose
+        # datetime attribute would need a date datetime cannot compute.
+        return _e(format_time(ms, lang))
+    iso = shown.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+    return f'<time datetime="{iso}">{_e(format_time(ms, lang))}</time>'
 
 
 def _new_doc_link(view: VerifyView, lang: str) -> str:
@@ -344,7 +351,7 @@ def _file_check(view: VerifyView, lang: str) -> str:
 def _as_of(view: VerifyView, lang: str) -> str:
     parts = []
     if view.checkpoint_time_ms is not None:
-        when = _time(view.checkpoint_time_ms)
+        when = _time(view.checkpoint_time_ms, lang)
         # The placeholder is filled after escaping: `when` is markup.
         parts.append(_e(text("as_of", lang, time="\x00")).replace("\x00", when))
     if view.height is not None and view.tree_size is not None:

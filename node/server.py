@@ -79,6 +79,8 @@ from node.peers import Peers
 logger = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S: Final = 120.0
+# Submissions larger than this are prechecked in a worker thread.
+PRECHECK_OFF_LOOP_BYTES: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +288,20 @@ class Node:
         key = submission_key(raw)
         if key in self.waiters:
             raise RuleViolation("replay", "this submission is already pending")
-        entries = precheck(
-            self.store.view(), raw, now_ms=_now_ms(), admit=admit, decoded=decoded
-        )
+        view = self.store.view()
+        if len(raw) > PRECHECK_OFF_LOOP_BYTES:
+            # Hashing every entry and checking the signature of a large
+            # submission takes tens of milliseconds: in a worker thread, so
+            # that a flood of them (anyone can send one) cannot stall Raft.
+            entries = await asyncio.to_thread(
+                precheck, view, raw, now_ms=_now_ms(), admit=admit, decoded=decoded
+            )
+            if key in self.waiters:  # a copy came in meanwhile
+                raise RuleViolation("replay", "this submission is already pending")
+        else:
+            entries = precheck(
+                view, raw, now_ms=_now_ms(), admit=admit, decoded=decoded
+            )
         fut: asyncio.Future[Landed] = asyncio.get_running_loop().create_future()
         self.waiters[key] = fut
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from api.app import create_app
+from api.limits import BodyBudget
+from api.problems import ProblemError
 from ledger.entries import Anchor
 from ledger.submission import Submission
 from node.batcher import first_leaves
@@ -101,6 +103,13 @@ def test_wait_final_that_timed_out_after_apply_is_202_with_the_receipts(
             b' "nonce": "' + b"00" * 16 + b'", "timestamp": 1e999}',
             "'timestamp' must be an integer",
         ),
+        (b'{"entries": [], "entries": ["AA=="]}', "a member is given twice"),
+        (b'{"entries": ["AA=="], "extra": 1}', "unknown ['extra']"),
+        (
+            b'{"entries": ["AA=="], "agency": "police", "key_id": "ABCD"}',
+            "'key_id' must be hex",
+        ),
+        ('{"entries": []}'.encode("utf-16"), "bad JSON submission"),
     ],
 )
 def test_a_bad_json_submission_names_what_is_wrong(
@@ -115,3 +124,66 @@ def test_a_bad_json_submission_names_what_is_wrong(
     assert answer.json()["type"].endswith("/malformed")
     assert says in answer.json()["detail"]
     assert chain.store.height == 0
+
+
+def test_bodies_over_the_budget_in_flight_are_told_to_come_back(
+    chain: LocalChain,
+) -> None:
+    """While other submissions hold the body budget, one more is refused at
+    once with 503 and Retry-After, before its body is read; once they are
+    done, it goes through."""
+    from starlette.testclient import TestClient
+
+    app = create_app(AppliedNode(chain, final=True), public_url=BASE)
+    raw = _anchor(chain)
+    budget: BodyBudget = app.state.body_budget
+    with TestClient(app) as client:
+        with budget.hold(budget.limit):  # bodies held by requests in flight
+            busy = client.post("/v1/submissions", content=raw, headers=MSGPACK)
+            assert budget.used == budget.limit
+        assert busy.status_code == 503, busy.text
+        assert busy.headers["retry-after"] == "1"
+        assert busy.json()["type"].endswith("/unavailable")
+        assert chain.store.height == 0
+        done = client.post("/v1/submissions", content=raw, headers=MSGPACK)
+        assert done.status_code == 200, done.text
+        assert budget.used == 0  # given back when the answer went
+
+
+def test_the_budget_lets_one_body_in_however_large() -> None:
+    budget = BodyBudget(10)
+    with budget.hold(50):  # the size limit, not the budget, bounds one body
+        assert budget.used == 50
+        with pytest.raises(ProblemError), budget.hold(1):
+            pass
+    with budget.hold(6), budget.hold(4):
+        assert budget.used == 10
+    assert budget.used == 0
+
+
+def test_a_large_submission_is_parsed_off_the_event_loop(
+    chain: LocalChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Megabytes of msgpack hold the loop (and Raft with it) for milliseconds.
+    import threading
+
+    from starlette.testclient import TestClient
+
+    import api.routes_write
+
+    threads: list[str] = []
+    real = api.routes_write._parse
+
+    def parse(body: bytes, ctype: str) -> object:
+        threads.append(threading.current_thread().name)
+        return real(body, ctype)
+
+    monkeypatch.setattr(api.routes_write, "_parse", parse)
+    monkeypatch.setattr(api.routes_write, "OFF_LOOP_BYTES", 10)
+    app = create_app(AppliedNode(chain, final=True), public_url=BASE)
+    with TestClient(app) as client:
+        assert client.portal is not None
+        loop_thread = client.portal.call(lambda: threading.current_thread().name)
+        answer = client.post("/v1/submissions", content=_anchor(chain), headers=MSGPACK)
+    assert answer.status_code == 200, answer.text
+    assert threads and threads[0] != loop_thread

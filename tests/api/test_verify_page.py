@@ -9,6 +9,7 @@ import pytest
 from api.i18n import (
     DOC_TYPE_NAMES,
     LANGS,
+    MAX_SHOWN_MS,
     MESSAGES,
     REVOKE_REASON_NAMES,
     STATUS_TEXT,
@@ -133,6 +134,55 @@ def test_time_and_numbers() -> None:
     assert format_time(1_735_689_599_999) == "01/01/2025 06:59"
     assert format_count(1_234_567, "vi") == "1.234.567"
     assert format_count(1_234_567, "en") == "1,234,567"
+
+
+def test_the_last_time_datetime_holds_is_shown_as_a_date() -> None:
+    assert format_time(MAX_SHOWN_MS) == "31/12/9999 23:59"
+    assert format_time(MAX_SHOWN_MS, "en") == "31/12/9999 23:59"
+    page = Page(render_verify_page(view(valid_until_ms=MAX_SHOWN_MS), "en"))
+    assert page.text("row-valid-until") == "Valid until 31/12/9999 23:59"
+
+
+# The ledger takes any u64 millisecond time; datetime stops at the year 9999.
+BEYOND_9999 = [MAX_SHOWN_MS + 1, ISSUED_MS * 1000, 2**64 - 1]
+
+
+@pytest.mark.parametrize("ms", BEYOND_9999)
+def test_a_time_after_the_year_9999_is_words_and_its_raw_value(ms: int) -> None:
+    assert format_time(ms, "vi") == (
+        f"sau năm 9999 ({format_count(ms, 'vi')} mili giây kể từ 01/01/1970 UTC)"
+    )
+    assert format_time(ms, "en") == (
+        f"after the year 9999 ({ms:,} milliseconds since 01/01/1970 UTC)"
+    )
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("ms", BEYOND_9999)
+def test_the_page_renders_every_time_after_the_year_9999(ms: int, lang: str) -> None:
+    """Each time the page shows (issued, valid from/until, revoked, the
+    checkpoint's) in words rather than a 500."""
+    far = view(
+        "revoked",
+        issued_at_ms=ms,
+        valid_from_ms=ms,
+        valid_until_ms=ms,
+        revoked_at_ms=ms,
+        revoke_reason="other",
+        checkpoint_time_ms=ms,
+    )
+    source = render_verify_page(far, lang)
+    page = Page(source)
+    words = format_time(ms, lang)
+    for row, key in [
+        ("issued-at", "issued_at"),
+        ("valid-from", "valid_from"),
+        ("valid-until", "valid_until"),
+        ("revoked-at", "revoked_at"),
+    ]:
+        assert page.text(f"row-{row}") == f"{text(key, lang)} {words}"
+    assert words in page.text("as-of")
+    assert "<time" not in source  # no datetime attribute to compute
 
 
 def test_lang_handling() -> None:
