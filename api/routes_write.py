@@ -283,7 +283,8 @@ async def _forward(request: Request, raw: bytes, wait: str) -> Response:
     )
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"], tags=["operator"])
+# HEAD too, as on every GET route (api.app.HeadAsGet).
+@router.get("/healthz", tags=["operator"])
 def healthz(request: Request) -> dict[str, object]:
     """Liveness: the node runs and its store is open."""
     node = _node(request)

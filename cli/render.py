@@ -7,7 +7,7 @@ output for machines (``--json``, ``ledger proof``) is plain JSON on stdout.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from rich import box
@@ -42,11 +42,22 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The last millisecond a datetime holds; the ledger takes any u64 time.
+_MAX_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH) // (
+    timedelta(milliseconds=1)
+)
+
+
 def fmt_time(ms: int | None) -> str:
-    """Unix milliseconds as ``YYYY-MM-DD HH:MM:SS UTC`` ('' for None)."""
+    """Unix milliseconds as ``YYYY-MM-DD HH:MM:SS UTC`` ('' for None; the
+    raw value past the year 9999)."""
     if ms is None:
         return ""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if ms > _MAX_MS:
+        return f"after 9999 ({ms} ms since 1970)"
+    shown = _EPOCH + timedelta(milliseconds=ms)
+    return shown.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def styled_status(status: str) -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from api.app import CLIENT_CLOSED_REQUEST, create_app
 from api.problems import MEDIA_TYPE, PROBLEM_BASE
 from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import Document, LocalChain
+from tests.loopback import uvicorn_on_loopback
 
 # Starlette asks for httpx2 in its test client; httpx is what we ship.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
@@ -199,28 +199,12 @@ def test_a_client_hanging_up_mid_body_is_a_debug_line_and_counted_499(
     assert f'{route},status="500"' not in text
 
 
-@contextmanager
-def uvicorn_serving(app: ASGIApp) -> Iterator[int]:
+def uvicorn_serving(app: ASGIApp) -> AbstractContextManager[int]:
     """``app`` on a real uvicorn on loopback, its log records going to the
     root logger (``log_config=None``, as ``cli.serve`` runs it); the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="test-app", daemon=True
+    return uvicorn_on_loopback(
+        lambda port: uvicorn.Config(app, log_config=None, lifespan="on")
     )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_a_client_hanging_up_mid_body_on_a_real_server_is_no_error(

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Final
 
 import pytest
@@ -28,6 +26,7 @@ from cli.serve import (
     BoundedHttpProtocol,
     uvicorn_config,
 )
+from tests.loopback import uvicorn_on_loopback
 
 TIMEOUT: Final = 0.5  # seconds, for headers and for an idle body alike
 # How late a timed-out connection may be closed: loaded test machines.
@@ -63,32 +62,18 @@ class Echo:
         await send({"type": "http.response.body", "body": answer})
 
 
-@contextmanager
-def running(app: Echo, *, limit: int | None = None) -> Iterator[int]:
+def running(app: Echo, *, limit: int | None = None) -> AbstractContextManager[int]:
     """Serve ``app`` as a node does (QuickProtocol's timeouts); yields the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    config = uvicorn_config(app, "127.0.0.1", port)
-    config.http = QuickProtocol
-    config.lifespan = "off"
-    if limit is not None:
-        config.limit_concurrency = limit
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="test-serve", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+
+    def config_for(port: int) -> uvicorn.Config:
+        config = uvicorn_config(app, "127.0.0.1", port)
+        config.http = QuickProtocol
+        config.lifespan = "off"
+        if limit is not None:
+            config.limit_concurrency = limit
+        return config
+
+    return uvicorn_on_loopback(config_for)
 
 
 def connect(port: int) -> socket.socket:
