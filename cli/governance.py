@@ -78,9 +78,15 @@ def _approvals(proposal: dict[str, Value]) -> tuple[Approval, ...]:
 def _check_approvals(entry: Governance, trust: TrustList) -> None:
     """Refuse, naming each bad approval, what the ledger would refuse
     (``governance_quorum``) only after a round of consensus."""
+    if entry.version <= trust.version:
+        raise UsageError(
+            f"the proposal would make trust-list version {entry.version}, and the "
+            f"node's is {trust.version} already: it was applied, or another "
+            "change came first (the node's GET /v1/trust shows it); propose again"
+        )
     if entry.version != trust.version + 1:
         raise UsageError(
-            f"the proposal is for trust-list version {entry.version}, but the "
+            f"the proposal would make trust-list version {entry.version}, but the "
             f"node's is {trust.version}: propose again"
         )
     message = governance_message(
@@ -160,7 +166,9 @@ def approve(
         proposal = _read(proposal_file)
         signer = common.load_key(key)
         who = common.agency_for_key(key, agency)
-        kept = [a for a in _approvals(proposal) if a.agency != who]
+        before = _approvals(proposal)
+        kept = [a for a in before if a.agency != who]
+        again = len(kept) != len(before)
         mine = sign_approval(
             str(proposal["origin"]),
             action=str(proposal["action"]),
@@ -173,7 +181,8 @@ def approve(
             {"agency": a.agency, "signature": a.signature.hex()} for a in (*kept, mine)
         ]
         _write(proposal_file, proposal)
-    render.out.print(f"{who} approved; {len(kept) + 1} approval(s) in {proposal_file}")
+    done = "approved again (its earlier approval replaced)" if again else "approved"
+    render.out.print(f"{who} {done}; {len(kept) + 1} approval(s) in {proposal_file}")
 
 
 @app.command()

@@ -4,9 +4,15 @@ the ledger refuses after a round of consensus, or refuse what it takes."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
+from typer.testing import CliRunner
 
 from cli.governance import _check_approvals
+from cli.main import app
 from cli.verifying import UsageError
 from ledger.codec import Value
 from ledger.entries import Governance, sign_approval
@@ -68,3 +74,44 @@ def test_the_pre_check_agrees_with_the_ledger(
     except UsageError:
         cli_takes = False
     assert cli_takes == ledger_takes
+
+
+@pytest.mark.parametrize(
+    ("ahead", "says"),
+    [(0, "already: it was applied"), (2, "but the node's is")],
+    ids=["applied", "skips-a-version"],
+)
+def test_a_proposal_for_the_wrong_version_says_why(ahead: int, says: str) -> None:
+    # A proposal makes the version after the node's; one made for the
+    # node's own version was applied already (or beaten by another change).
+    entry = dataclasses.replace(_entry(), version=TRUST.version + ahead)
+    with pytest.raises(UsageError, match=says):
+        _check_approvals(entry, TRUST)
+
+
+def test_approving_twice_says_so_and_keeps_one_approval(tmp_path: Path) -> None:
+    proposal = tmp_path / "proposal.json"
+    proposal.write_text(
+        json.dumps(
+            {
+                "origin": TRUST.origin,
+                "action": "grant_doc_types",
+                "params": PARAMS,
+                "version": TRUST.version + 1,
+                "approvals": [],
+            }
+        )
+    )
+    key = tmp_path / "police" / "admin.key"
+    key.parent.mkdir()
+    KEYS["police"].admin.save(key)
+    args = ["governance", "approve", str(proposal), "--key", str(key)]
+    first = CliRunner().invoke(app, args, terminal_width=200)
+    assert first.exit_code == 0, first.output
+    assert "police approved; 1 approval(s)" in first.output
+    again = CliRunner().invoke(app, args, terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "police approved again (its earlier approval replaced); 1 approval(s)" in (
+        again.output
+    )
+    assert len(json.loads(proposal.read_text())["approvals"]) == 1
