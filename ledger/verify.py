@@ -294,13 +294,18 @@ def _check_changes(
 def _expected_record(
     anchor: Anchor, index: int, changes: Sequence[tuple[int, Revoke | Supersede]]
 ) -> StatusRecord:
-    """The status record the rules derive from these leaves."""
+    """The status record the rules derive from these leaves; tampered if no
+    record can be (a change after a revocation: the rules refuse it, so no
+    genuine log holds that sequence)."""
     rec = StatusRecord.anchored(anchor, leaf=index)
-    for leaf, change in changes:
-        if isinstance(change, Revoke):
-            rec = rec.revoked(change, leaf=leaf)
-        else:
-            rec = rec.superseded(change, leaf=leaf)
+    try:
+        for leaf, change in changes:
+            if isinstance(change, Revoke):
+                rec = rec.revoked(change, leaf=leaf)
+            else:
+                rec = rec.superseded(change, leaf=leaf)
+    except EncodingError as exc:
+        raise _tampered(f"the changes cannot follow one another: {exc}") from exc
     return rec
 
 

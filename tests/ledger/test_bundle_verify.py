@@ -347,3 +347,19 @@ def test_any_value_replaced_gives_a_verification_error(
     target[path[-1]] = replacement  # type: ignore[index]
     with pytest.raises(VerificationError):
         verify(bundle)
+
+
+def test_changes_no_rule_allows_in_that_order_are_tampered_not_a_crash() -> None:
+    # A supersede after a revoke: the rules refuse it, so no genuine log has
+    # it; a verifier given such leaves must say tampered, not raise an
+    # encoding error from deep inside.
+    from ledger.entries import Anchor, Revoke, Supersede
+    from ledger.verify import _expected_record
+
+    doc = b"\x01" * 32
+    anchor = Anchor(issuer="moj", doc_id=doc, doc_type="criminal_record", issued_at=1)
+    revoke = Revoke(issuer="moj", doc_id=doc, reason="withdrawn", at=2)
+    supersede = Supersede(issuer="moj", old_doc_id=doc, new_doc_id=b"\x02" * 32, at=3)
+    with pytest.raises(VerificationError) as caught:
+        _expected_record(anchor, 0, [(1, revoke), (2, supersede)])
+    assert caught.value.reason == "tampered"
