@@ -49,13 +49,15 @@ from cli.wire import (
     trust_from_api,
 )
 from ledger.entries import (
+    Anchor,
     Entry,
     Record,
     Revoke,
     Supersede,
+    decode_entry,
     encode_entry,
 )
-from ledger.errors import LedgerError
+from ledger.errors import EncodingError, LedgerError
 from ledger.keys import SigningKey
 from ledger.submission import (
     MAX_ENTRIES,
@@ -445,6 +447,27 @@ class LedgerClient:
             if receipt is not None:
                 found.append(receipt)
         return found, unchecked
+
+    def anchor_of(self, doc_id: bytes) -> Anchor | None:
+        """The anchor entry of ``doc_id`` as the ledger holds it (the leaf its
+        history starts with), None if it holds none; ClientError or
+        NetworkError when the node cannot tell."""
+        try:
+            history = self.document(doc_id).get("history") or [{}]
+        except ClientError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        index = history[0].get("leaf_index")
+        if not isinstance(index, int):
+            return None
+        try:
+            entry = decode_entry(self.leaves(index, index + 1)[0])
+        except EncodingError:
+            return None
+        if not isinstance(entry, Anchor) or entry.doc_id != doc_id:
+            return None
+        return entry
 
     def _find_anchor(
         self, doc: PreparedDocument, public_url: str

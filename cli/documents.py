@@ -8,9 +8,11 @@ receipt and in the QR code, and nowhere on the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -398,15 +400,66 @@ class SaltJournal:
         except OSError as exc:
             raise ConfigError(f"cannot keep the salts in {self.path}: {exc}") from exc
 
+    def touch(self) -> None:
+        """A batch is about to be signed: the file's time says when the last
+        one was, which bounds how long its documents may still land."""
+        if self.docs:
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
     def discard(self) -> None:
         """Every receipt is written: the salts live on in them."""
         self.path.unlink(missing_ok=True)
 
 
 JOURNAL_GLOB: Final = ".anchor-*.salts.json"
+# .anchor-{UTC stamp}-{pid}[-{random}].salts.json (no random part before).
+_JOURNAL_NAME: Final = re.compile(
+    r"\.anchor-[0-9TZ]+-(\d+)(?:-[0-9a-f]+)?\.salts\.json"
+)
 
 
-def read_journal(path: Path) -> list[PreparedDocument]:
+def journal_writer_alive(path: Path) -> int | None:
+    """The id of the process that writes the salts file ``path``, if that
+    process still runs here (an anchor in progress), else None."""
+    found = _JOURNAL_NAME.fullmatch(path.name)
+    if found is None:
+        return None
+    pid = int(found.group(1))
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # it runs, as another user
+    return pid
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalRow:
+    """One document of a salts file. ``anchor`` is None in files written
+    before they kept the anchor's times; it is then read off the ledger."""
+
+    file_name: str
+    file_sha256: bytes
+    salt: bytes
+    doc_id: bytes
+    issuer: str
+    doc_type: str
+    anchor: Anchor | None
+
+    def prepared(self, anchor: Anchor) -> PreparedDocument:
+        return PreparedDocument(
+            path=Path(self.file_name),
+            file_sha256=self.file_sha256,
+            salt=self.salt,
+            anchor=anchor,
+        )
+
+
+def read_journal(path: Path) -> list[JournalRow]:
     """The documents of a salts file (``SaltJournal``) that an interrupted
     anchor left; ConfigError naming the file and row if it is not one, or if
     a row's doc id is not derived from its salt and file hash."""
@@ -416,29 +469,37 @@ def read_journal(path: Path) -> list[PreparedDocument]:
         raise ConfigError(f"cannot read salts file {path}: {exc}") from exc
     if not isinstance(rows, list):
         raise ConfigError(f"{path} is not a salts file (not a list)")
-    docs: list[PreparedDocument] = []
+    out: list[JournalRow] = []
     for i, row in enumerate(rows):
         try:
             salt = unhex(row["salt"], SALT_SIZE)
             file_hash = unhex(row["file_sha256"], 32)
-            anchor = Anchor(
-                issuer=row["issuer"],
-                doc_id=derive_doc_id(salt, file_hash),
-                doc_type=row["doc_type"],
-                issued_at=row["issued_at"],
-                valid_from=row["valid_from"],
-                valid_until=row["valid_until"],
-            )
-            if anchor.doc_id.hex() != row["doc_id"]:
+            doc_id = derive_doc_id(salt, file_hash)
+            if doc_id.hex() != row["doc_id"]:
                 raise ValueError("doc_id is not derived from salt and file_sha256")
-            name = Path(row["file_name"]).name
+            anchor = None
+            if "issued_at" in row:
+                anchor = Anchor(
+                    issuer=row["issuer"],
+                    doc_id=doc_id,
+                    doc_type=row["doc_type"],
+                    issued_at=row["issued_at"],
+                    valid_from=row["valid_from"],
+                    valid_until=row["valid_until"],
+                )
+            out.append(
+                JournalRow(
+                    file_name=Path(_text(row["file_name"])).name,
+                    file_sha256=file_hash,
+                    salt=salt,
+                    doc_id=doc_id,
+                    issuer=_text(row["issuer"]),
+                    doc_type=_text(row["doc_type"]),
+                    anchor=anchor,
+                )
+            )
         except KeyError as exc:
             raise ConfigError(f"{path}: row {i}: no {exc}") from exc
         except (TypeError, ValueError, LedgerError) as exc:
             raise ConfigError(f"{path}: row {i}: {exc}") from exc
-        docs.append(
-            PreparedDocument(
-                path=Path(name), file_sha256=file_hash, salt=salt, anchor=anchor
-            )
-        )
-    return docs
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -35,25 +36,29 @@ from cli.common import (
 from cli.documents import (
     JOURNAL_GLOB,
     AnchorReceipt,
+    JournalRow,
     PreparedDocument,
     SaltJournal,
     as_doc_id,
     check_writable,
     collect_files,
     hash_file,
+    journal_writer_alive,
     read_journal,
     receipted_ids,
     write_receipts,
 )
 from cli.verifying import EXIT_NETWORK, UsageError, load_receipt
 from cli.wire import ClientError, NetworkError
-from ledger.entries import DOC_TYPES, REVOKE_REASONS
+from ledger.entries import DOC_TYPES, REVOKE_REASONS, Anchor
 from ledger.errors import ConfigError
+from ledger.rules import TIMESTAMP_WINDOW_MS
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 EXIT_INTERRUPTED = 130  # what a shell reports for a process ended by SIGINT
+EXIT_TRY_LATER = 75  # sysexits' EX_TEMPFAIL: `ledger recover` is not done yet
 
 
 def _with_progress(
@@ -138,7 +143,7 @@ def anchor(
                         valid_from=since,
                         valid_until=until,
                         public_url=base,
-                        progress=tick,
+                        progress=_touching(journal, tick),
                         before_submit=journal.keep,
                     ),
                 )
@@ -156,6 +161,19 @@ def anchor(
         render.out.print(f"… and {len(receipts) - MAX_TABLE_ROWS} more, in {out}")
 
 
+def _touching(
+    journal: SaltJournal, tick: Callable[[int], None]
+) -> Callable[[int], None]:
+    """``tick``, after touching the salts file: a batch was acknowledged and
+    the next is about to be signed (see ``SaltJournal.touch``)."""
+
+    def progress(count: int) -> None:
+        journal.touch()
+        tick(count)
+
+    return progress
+
+
 def _checked_public_url(base: str) -> str:
     """``base`` if verify URLs can be made from it (UsageError otherwise):
     checked before anything is sent, since receipts come after."""
@@ -171,6 +189,8 @@ def _checked_public_url(base: str) -> str:
 def _note_unfinished(folder: Path, node: str) -> None:
     """Say so if an earlier anchor into ``folder`` was cut short."""
     for path in sorted(folder.glob(JOURNAL_GLOB)):
+        if journal_writer_alive(path) is not None:
+            continue  # another anchor into this folder, still running
         render.err.print(
             f"[yellow]note: {path} holds the salts of an anchor that did not "
             f"finish; `ledger recover --node {node} {path}` writes the receipts "
@@ -210,6 +230,14 @@ def recover(
     qr: Annotated[
         bool, typer.Option("--qr/--no-qr", help="Write a QR image per document.")
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Even if the process named in the file's name still runs (its "
+            "id was reused by another).",
+        ),
+    ] = False,
     timeout: TimeoutOpt = 60.0,
 ) -> None:
     """Write the receipts an interrupted `ledger anchor` did not.
@@ -217,54 +245,119 @@ def recover(
     Each document of the salts file is looked up on the ledger by its doc id
     (its anchor must be the leaf, byte for byte). Those found get their
     receipt (and QR image) unless the folder has it already. The salts file
-    is removed once every document is accounted for; documents not on the
-    ledger were never anchored: anchor their files again.
+    is removed once every document is accounted for. A document not on the
+    ledger may still land until its batch's time window has passed (about
+    six minutes after the anchor stopped): until then the file is kept and
+    the command exits 75; run it again later. After that, such documents
+    were never anchored: anchor their files again.
     """
     with handled():
+        for path in salts:
+            pid = journal_writer_alive(path)
+            if pid is not None and not force:
+                raise UsageError(
+                    f"{path} is being written by a running anchor (process {pid}); "
+                    "let it finish (or, if that process is another, pass --force)"
+                )
         journals = [(path, read_journal(path)) for path in salts]
         with common.make_client(node, timeout=timeout) as client:
             base = _checked_public_url(public_url or client.public_url())
-            unchecked = sum(
-                _recover_journal(client, path, docs, out, base, qr=qr)
-                for path, docs in journals
-            )
-    if unchecked:
+            outcomes = [
+                _recover_journal(client, path, rows, out, base, qr=qr)
+                for path, rows in journals
+            ]
+    if any(o == "unchecked" for o in outcomes):
         raise typer.Exit(EXIT_NETWORK)
+    if any(o == "early" for o in outcomes):
+        raise typer.Exit(EXIT_TRY_LATER)
+
+
+# A document not found may still land while a submission signed before the
+# anchor stopped is within its time window (plus this much clock skew).
+CLOCK_MARGIN_MS = 60_000
 
 
 def _recover_journal(
     client: LedgerClient,
     path: Path,
-    docs: Sequence[PreparedDocument],
+    rows: Sequence[JournalRow],
     out: Path | None,
     public_url: str,
     *,
     qr: bool,
-) -> int:
-    """Recover one salts file; the number of documents not checked."""
+) -> str:
+    """Recover one salts file: "done", "early" (documents not found may still
+    land) or "unchecked" (the node did not answer for some)."""
     folder = path.parent if out is None else out
     check_writable(folder)
     have = receipted_ids(folder)
-    todo = [d for d in docs if d.doc_id not in have]
-    found, unchecked = client.recover_receipts(todo, public_url=public_url)
+    todo = [r for r in rows if r.doc_id not in have]
+    # The file's time is when the anchor signed its last batch (it touches
+    # the file before each): nothing signed later exists.
+    settled_ms = int(path.stat().st_mtime * 1000) + TIMESTAMP_WINDOW_MS
+    settled_ms += CLOCK_MARGIN_MS
+    docs, unknown = _prepared(client, todo)
+    found, unchecked = client.recover_receipts(docs, public_url=public_url)
+    unchecked = [*unchecked, *unknown]
     if found:
         write_receipts(found, folder, qr=qr)
     accounted = {r.doc_id for r in found} | {d.doc_id for d in unchecked}
-    absent = [d for d in todo if d.doc_id not in accounted]
+    absent = [r for r in todo if r.doc_id not in accounted]
     # Plain lines (no wrapping), so that a script can read them.
     typer.echo(
-        f"{path}: {len(docs)} document(s): {len(docs) - len(todo)} had a receipt "
+        f"{path}: {len(rows)} document(s): {len(rows) - len(todo)} had a receipt "
         f"in {folder}, {len(found)} found on the ledger (receipts written), "
         f"{len(absent)} not on the ledger, {len(unchecked)} could not be checked"
     )
     if unchecked:
         render.err.print(f"[red]{path} is kept: try again when the node answers[/]")
-    else:
-        path.unlink(missing_ok=True)
-        if absent:
-            names = ", ".join(sorted(d.path.name for d in absent))
-            typer.echo(f"never anchored (anchor these files again): {names}")
-    return len(unchecked)
+        return "unchecked"
+    if absent and time.time_ns() // 1_000_000 < settled_ms:
+        until = render.fmt_time(settled_ms)
+        render.err.print(
+            f"[yellow]{path} is kept: the documents not found may still land "
+            f"until {until}; run `ledger recover` again after that[/]"
+        )
+        return "early"
+    path.unlink(missing_ok=True)
+    if absent:
+        names = ", ".join(sorted(r.file_name for r in absent))
+        typer.echo(f"never anchored (anchor these files again): {names}")
+    return "done"
+
+
+def _prepared(
+    client: LedgerClient, rows: Sequence[JournalRow]
+) -> tuple[list[PreparedDocument], list[PreparedDocument]]:
+    """The rows as documents to look up; a row of an older salts file (no
+    anchor times kept) takes its anchor off the ledger, which its doc id,
+    derived from its salt and file hash, ties to it. Also the rows the node
+    could not answer for (as documents with a stand-in anchor)."""
+    docs: list[PreparedDocument] = []
+    unknown: list[PreparedDocument] = []
+    for row in rows:
+        if row.anchor is not None:
+            docs.append(row.prepared(row.anchor))
+            continue
+        try:
+            anchor = client.anchor_of(row.doc_id)
+        except (ClientError, NetworkError):
+            unknown.append(row.prepared(_stand_in(row)))
+            continue
+        if anchor is not None and (anchor.issuer, anchor.doc_type) == (
+            row.issuer,
+            row.doc_type,
+        ):
+            docs.append(row.prepared(anchor))
+    return docs, unknown
+
+
+def _stand_in(row: JournalRow) -> Anchor:
+    """An anchor standing in for one the node could not be asked for: only
+    its doc id is used (the row counts as not checked)."""
+    return Anchor(
+        issuer=row.issuer, doc_id=row.doc_id, doc_type=row.doc_type, issued_at=0
+    )
 
 
 def _check_agency(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -611,14 +614,65 @@ def test_recover_skips_receipts_already_written_and_names_the_unsent(
         bytes(16), bytes.fromhex(extra["file_sha256"])
     ).hex()
     journal.write_text(json.dumps([*rows, extra]))
+    # Right after the anchor stopped, a document not found may still land
+    # (a batch signed before the stop, within its time window): kept.
     code, output, _ = _recover(out)
-    assert code == 0, output
+    assert code == 75, output
     assert "4 document(s): 1 had a receipt" in output
     assert "2 found on the ledger (receipts written), 1 not on the ledger" in output
-    assert "never-sent.pdf" in output
+    assert "may still land" in output and journal.exists()
+    # Once the window has passed, it was never anchored.
+    past = time.time() - 7 * 60
+    os.utime(journal, (past, past))
+    code, output, _ = _recover(out)
+    assert code == 0, output
+    assert "3 had a receipt" in output and "1 not on the ledger" in output
+    assert "never anchored (anchor these files again): never-sent.pdf" in output
+    assert not journal.exists()
     assert sorted(p.name for p in out.glob("*.receipt.json")) == [
         f"{p.name}.receipt.json" for p in files
     ]
+
+
+def test_recover_leaves_alone_a_file_a_running_anchor_writes(
+    node: FakeNode, tmp_path: Path
+) -> None:
+    out = tmp_path / "receipts"
+    out.mkdir()
+    with subprocess.Popen(["sleep", "30"]) as other:
+        try:
+            journal = out / f".anchor-20261204T000000Z-{other.pid}-00ff00ff.salts.json"
+            journal.write_text("[]")
+            code, output = run("recover", "--node", NODE, str(journal))
+            assert code == 2, output
+            assert f"running anchor (process {other.pid})" in output
+            code, output = run("recover", "--node", NODE, "--force", str(journal))
+            assert code == 0, output
+        finally:
+            other.kill()
+
+
+def test_recover_reads_salts_files_that_kept_no_anchor_times(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files written before the anchor's times were kept: the anchor is
+    read off the ledger, tied to the row by its doc id."""
+    applied = _interrupt_after_apply(node, monkeypatch)
+    out = tmp_path / "receipts"
+    files = _docs(tmp_path, 2)
+    code, output = run(*_anchor_args(tmp_path, out, *files))
+    assert code == 130, output
+    monkeypatch.setattr(node, "submit", applied)
+    (journal,) = out.glob(".anchor-*.salts.json")
+    rows = json.loads(journal.read_text())
+    for row in rows:
+        for name in ("issued_at", "valid_from", "valid_until"):
+            del row[name]
+    journal.write_text(json.dumps(rows))
+    code, output, _ = _recover(out)
+    assert code == 0, output
+    assert "2 found on the ledger (receipts written)" in output
+    assert len(list(out.glob("*.receipt.json"))) == 2
 
 
 def test_recover_refuses_a_file_that_is_not_a_salts_file(
