@@ -46,6 +46,7 @@ class NodeLike(Protocol):
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
         decoded: Submission | None = None,
+        checked: Callable[[], None] | None = None,
     ) -> object: ...
 
 

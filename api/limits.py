@@ -39,28 +39,57 @@ class RateLimiter:
 
 
 class BodyBudget:
-    """The bytes of submission bodies a node holds at once: read, decoded,
-    checked or waiting for their block. Anyone can send a 16 MiB body with
-    a bad signature; the budget bounds the memory and the hashing such
-    bodies take, so that they cannot starve the node's Raft loop. One body
-    is always let in, however large (the size limit bounds it)."""
+    """The bytes of submission bodies a node holds at once, from their first
+    byte until they are checked (signature, replay, window). Anyone can send
+    a 16 MiB body with a bad signature; the budget bounds the memory and the
+    hashing such bodies take, so that they cannot starve the node's Raft
+    loop. Bytes are counted as they arrive, so a client that declares a
+    large body and sends little holds little. One body is always let in,
+    however large (the size limit bounds it). Used on the event loop only:
+    no lock."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.used = 0  # on the event loop only: no lock
+        self.used = 0
 
     @contextmanager
-    def hold(self, size: int) -> Iterator[None]:
-        """Reserve ``size`` bytes for the block of code, or raise the 503
-        problem ``unavailable`` (with Retry-After) if they are not free."""
-        if self.used and self.used + size > self.limit:
+    def hold(self) -> Iterator[Held]:
+        """A share of the budget for one request, given back at the latest
+        when the block of code ends."""
+        held = Held(self)
+        try:
+            yield held
+        finally:
+            held.release()
+
+
+class Held:
+    """One request's share of a ``BodyBudget``."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.size = 0
+        self._released = False
+
+    def grow(self, count: int) -> None:
+        """``count`` more bytes arrived; the 503 problem ``unavailable`` (with
+        Retry-After) if the budget has no room for them."""
+        if self._released:
+            return
+        budget = self._budget
+        others = budget.used - self.size
+        if others and budget.used + count > budget.limit:
             raise ProblemError(
                 "unavailable",
                 "too many large submissions at once; try again shortly",
                 headers={"Retry-After": "1"},
             )
-        self.used += size
-        try:
-            yield
-        finally:
-            self.used -= size
+        self.size += count
+        budget.used += count
+
+    def release(self) -> None:
+        """The body is checked (or the request is over): its bytes no longer
+        count. Idempotent."""
+        if not self._released:
+            self._released = True
+            self._budget.used -= self.size

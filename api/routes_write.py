@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import NodeLike
-from api.limits import BodyBudget
+from api.limits import BodyBudget, Held
 from api.problems import ProblemError
 from ledger.block import block_hash
 from ledger.entries import Anchor, Revoke, Supersede, decode_entry
@@ -134,26 +134,18 @@ def _json_int(value: object) -> int:
     return value
 
 
-def _declared_size(request: Request) -> int:
-    """The body's size as the client declares it; the limit if it does not
-    (a chunked body): what to reserve of the body budget."""
+async def _read_body(request: Request, held: Held) -> bytes:
     limit: int = request.app.state.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise ProblemError("payload-too-large", f"body over {limit} bytes")
-        return int(declared)
-    return limit
-
-
-async def _read_body(request: Request) -> bytes:
-    limit: int = request.app.state.max_body_bytes
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProblemError("payload-too-large", f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise ProblemError("payload-too-large", f"body over {limit} bytes")
+        held.grow(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -164,17 +156,19 @@ async def submit(
 ) -> Response:
     """Take one signed batch of 1 to 10,000 entries from one agency."""
     budget: BodyBudget = request.app.state.body_budget
-    with budget.hold(_declared_size(request)):
-        return await _submit(request, wait)
+    with budget.hold() as held:
+        return await _submit(request, wait, held)
 
 
-async def _submit(request: Request, wait: Literal["applied", "final"]) -> Response:
+async def _submit(
+    request: Request, wait: Literal["applied", "final"], held: Held
+) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype not in MEDIA_TYPES:
         raise ProblemError(
             "unsupported-media-type", "send application/msgpack or application/json"
         )
-    body = await _read_body(request)
+    body = await _read_body(request, held)
     # Parsing megabytes takes milliseconds: off the event loop, which runs
     # Raft, for a large body.
     if len(body) > OFF_LOOP_BYTES:
@@ -193,8 +187,12 @@ async def _submit(request: Request, wait: Literal["applied", "final"]) -> Respon
             wait_final=wait == "final",
             admit=request.app.state.limiter.check,
             decoded=sub,
+            # Checked: it is the agency's own (or refused), so its bytes
+            # leave the budget while it waits for its block.
+            checked=held.release,
         )
     except NotLeaderError:
+        held.release()  # the leader holds it now, in its own budget
         return await _forward(request, raw, wait)
     request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)
     # 202: committed and applied, but no final checkpoint covered it within

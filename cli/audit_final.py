@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from cli.audit_replay import Replay, history_leaves
@@ -183,17 +183,23 @@ def check_documents(
     rng: random.Random,
     *,
     progress: DocumentsProgress | None = None,
+    replay_to: Callable[[int], None] | None = None,
 ) -> None:
     """The served status of each document (a sample of ``limit``) is the
-    re-derived one."""
+    re-derived one. A document served as of a block the replay has not
+    reached (``as_of_block``) is compared once ``replay_to`` replayed the
+    chain up to it."""
     ids = replay.doc_ids
     if limit is not None and limit < len(ids):
         ids = rng.sample(ids, limit)
     for n, doc_id in enumerate(ids):
         if progress is not None and n % DOCUMENTS_TICK == 0:
             progress(n, len(ids))
-        mine = replay.store.status(doc_id)
         served = replay.source.document(doc_id)
+        as_of = served.get("as_of_block") if isinstance(served, Mapping) else None
+        if replay_to is not None and type(as_of) is int and as_of > replay.store.height:
+            replay_to(as_of)
+        mine = replay.store.status(doc_id)
         problem = _status_difference(doc_id, mine, served, _now_ms())
         if problem is None and mine is not None and served is not None:
             problem = _history_difference(replay, doc_id, served)

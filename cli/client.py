@@ -13,7 +13,9 @@ that names the leader sends the request there and keeps talking to it. A
 submission is sent again byte for byte, so if an earlier attempt did commit
 after all, the nonce makes the node refuse the copy (409 ``replay``) rather
 than apply it twice; that ``ClientError`` has ``retried`` set, because the
-batch may well be on the ledger.
+batch may well be on the ledger, or in a block that refused it (a refused
+submission's nonce is spent too): look its documents up to know which
+(``recover_receipts``).
 
 The helpers (``anchor_files``, ``revoke``, ``supersede``, ``record``) build
 the entries, sign them with the agency's issuer key in batches of at most

@@ -81,7 +81,11 @@ def make_client(url: str, *, timeout: float, retries: int = 6) -> LedgerClient:
 
 
 def check_node_url(url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (ValueError for a port out of range)
+    except ValueError as exc:
+        raise UsageError(f"--node {url!r} is not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--node {url!r} is not an http(s) URL")
 

@@ -474,11 +474,18 @@ def check_ports_free(configs: Sequence[NodeConfig]) -> None:
             ("API", config.api_host, config.api_port),
             ("Raft", config.raft_host, config.raft_port),
         ):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                # The host's own family: an IPv6 host would not bind as IPv4.
+                family, *_, address = socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )[0]
+            except OSError:
+                continue  # not resolvable here: the node will say so itself
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
                 # Not refused for a port a stopped run left in TIME_WAIT.
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
-                    probe.bind((host, port))
+                    probe.bind(address)
                 except OSError as exc:
                     raise ConfigError(
                         f"{config.agency}'s {what} port {host}:{port} is in use "

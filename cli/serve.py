@@ -34,15 +34,19 @@ logger = logging.getLogger(__name__)
 # no tuning per agency.
 #
 # Connections open at once: one more is answered 503 and closed as soon as
-# it is accepted (BoundedHttpProtocol), and uvicorn answers 503 to requests
-# while this many are open. It bounds the descriptors clients can hold; the
-# node needs more than this for its store and peers (`ulimit -n`).
+# it is accepted (BoundedHttpProtocol); those already open are served as
+# usual (uvicorn's own limit_concurrency would answer them 503 too, healthy
+# keep-alive connections included). It bounds the descriptors clients can
+# hold; the node needs more than this for its store and peers (`ulimit -n`).
 MAX_CONNECTIONS: Final = 1_000
 # Connections the kernel holds, handshake done, until the node accepts them
 # (it caps this at net.core.somaxconn).
 BACKLOG: Final = 1_024
-# Seconds a client has, from its connection or the first byte of a request,
-# to send the request's headers in full. Generous for a phone on a poor link
+# Seconds a new connection has to send its first byte: an idle connection
+# holds a place under the cap, so not long (a browser reconnects at once).
+FIRST_BYTE_TIMEOUT_S: Final = 5.0
+# Seconds a client has, from the first byte of a request, to send the
+# request's headers in full. Generous for a phone on a poor link
 # (headers are a few hundred bytes).
 HEADER_TIMEOUT_S: Final = 15.0
 # Seconds a request's body may go without a byte arriving (an idle limit, as
@@ -113,7 +117,6 @@ def uvicorn_config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
         # The app has no WebSocket route; without a WebSocket protocol an
         # upgrade request is an ordinary request, under the same timeouts.
         ws="none",
-        limit_concurrency=MAX_CONNECTIONS,
         backlog=BACKLOG,
         log_config=None,
         access_log=False,
@@ -129,8 +132,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     answer), and the first byte of a request cancels that: a connection
     that never sends a byte, or sends half its headers, or stops halfway
     through its body, stays open for ever. Nor does ``limit_concurrency``
-    cap connections: it answers 503 to a request whose headers are in, so
-    a connection that never completes them is never refused. Hence a
+    cap connections: it answers 503 to a request whose headers are in (on
+    every connection, healthy ones too, once the limit is reached), so a
+    connection that never completes them is never refused. Hence a
     subclass, the least of uvicorn to touch: a timer per connection on the
     protocol's own callbacks, and a check when a connection is made. uvicorn
     has no setting for either, and a proxy in front (nginx) is not something
@@ -140,6 +144,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     app still waiting for the body then receives ``http.disconnect``.
     """
 
+    max_connections: ClassVar[int] = MAX_CONNECTIONS
+    first_byte_timeout: ClassVar[float] = FIRST_BYTE_TIMEOUT_S
     header_timeout: ClassVar[float] = HEADER_TIMEOUT_S
     body_idle_timeout: ClassVar[float] = BODY_IDLE_TIMEOUT_S
     # Refused connections since the last warning, and when that was: one
@@ -156,12 +162,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # uvicorn counts the connection before the check (in
         # server_state.connections), and uncounts it in connection_lost.
         super().connection_made(transport)
-        limit = self.limit_concurrency
-        if limit is not None and len(self.connections) > limit:
+        if len(self.connections) > self.max_connections:
             self._refuse()
             return
         # A connection that never sends its first request is timed out too.
-        self._arm(self.header_timeout)
+        self._arm(self.first_byte_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -174,9 +179,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        # The first request's deadline runs from the connection.
-        if self._read_timer is None:
-            self._arm(self.header_timeout)
+        # The headers' deadline runs from the request's first byte.
+        self._arm(self.header_timeout)
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -224,7 +228,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             logger.warning(
                 "connections refused at the limit limit=%s refused=%d "
                 "(counted since the previous warning, at most one a minute)",
-                self.limit_concurrency,
+                self.max_connections,
                 cls.refused,
             )
             cls.refused, cls.warned_at = 0, now

@@ -175,17 +175,11 @@ class StoreSource:
 
 
 def store_document(store: LedgerStore, doc_id: bytes) -> dict[str, Any] | None:
-    """A document as the API shows it now."""
-    rec = store.status(doc_id)
+    """A document as the API shows it now (``api.routes_documents``)."""
+    found = store.status_and_history(doc_id)
+    rec = found.status
     if rec is None or not rec.is_document:
         return None
-    try:
-        history = [
-            {"leaf_index": leaf, "block": height}
-            for leaf, height, *_ in store.history(doc_id)
-        ]
-    except NotFoundError:
-        history = []
     return {
         "doc_id": doc_id.hex(),
         "status": rec.shown_status(time.time_ns() // 1_000_000),
@@ -198,5 +192,6 @@ def store_document(store: LedgerStore, doc_id: bytes) -> dict[str, Any] | None:
         "reason": rec.reason,
         "superseded_by": None if rec.superseded_by is None else rec.superseded_by.hex(),
         "leaf": rec.leaf,
-        "history": history,
+        "history": [{"leaf_index": leaf, "block": h} for leaf, h in found.rows],
+        "as_of_block": found.height,
     }

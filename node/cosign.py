@@ -72,6 +72,8 @@ class Cosigner:
         self._store = store
         self._peers = peers
         self._now_ms = now_ms
+        self._refused = 0  # checkpoints not cosigned since the last warning
+        self._warned_at = float("-inf")
         self._orphans: list[Cosignature] = []
         self._changed = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -107,13 +109,19 @@ class Cosigner:
         cp = self._store.checkpoint(height)
         ahead = cp.time_ms - self._now_ms()
         if ahead > MAX_AHEAD_MS:
-            logger.warning(
-                "checkpoint not cosigned: dated ahead of this clock "
-                "agency=%s height=%d ahead_ms=%d",
-                self.agency,
-                height,
-                ahead,
-            )
+            # Every block, while a leader's clock runs fast: one line a minute.
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._warned_at >= 60.0:
+                logger.warning(
+                    "checkpoint not cosigned: dated ahead of this clock "
+                    "agency=%s height=%d ahead_ms=%d refused=%d (is a clock off?)",
+                    self.agency,
+                    height,
+                    ahead,
+                    self._refused,
+                )
+                self._refused, self._warned_at = 0, now
             return None
         sig = sign_checkpoint(cp, self.agency, key)
         return Cosignature(height=height, agency=self.agency, signature=sig.signature)

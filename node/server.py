@@ -271,11 +271,13 @@ class Node:
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
         decoded: Submission | None = None,
+        checked: Callable[[], None] | None = None,
     ) -> Accepted:
         """Propose one signed submission and wait until its block is applied.
 
         ``admit(agency)`` runs once the signature holds (the API's rate
-        limit); ``decoded`` is ``raw`` decoded, if the caller has it. Raises
+        limit); ``decoded`` is ``raw`` decoded, if the caller has it;
+        ``checked()`` runs once the precheck passed, before the wait. Raises
         NotLeaderError (not proposed: the API forwards), RuleViolation
         (refused before proposal or when applied), CommitTimeoutError when
         it was not committed in time (it may still commit), or
@@ -302,6 +304,8 @@ class Node:
             entries = precheck(
                 view, raw, now_ms=_now_ms(), admit=admit, decoded=decoded
             )
+        if checked is not None:
+            checked()
         fut: asyncio.Future[Landed] = asyncio.get_running_loop().create_future()
         self.waiters[key] = fut
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))

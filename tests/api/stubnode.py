@@ -42,5 +42,6 @@ class StubNode:
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
         decoded: Submission | None = None,
+        checked: Callable[[], None] | None = None,
     ) -> object:
         raise NotImplementedError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,7 @@ class AppliedNode(StubNode):
         wait_final: bool = False,
         admit: Callable[[str], None] | None = None,
         decoded: Submission | None = None,
+        checked: Callable[[], None] | None = None,
     ) -> object:
         block = self.chain.block([raw])
         if self.final:
@@ -129,16 +131,17 @@ def test_a_bad_json_submission_names_what_is_wrong(
 def test_bodies_over_the_budget_in_flight_are_told_to_come_back(
     chain: LocalChain,
 ) -> None:
-    """While other submissions hold the body budget, one more is refused at
-    once with 503 and Retry-After, before its body is read; once they are
-    done, it goes through."""
+    """While other submissions' bytes fill the body budget, one more is
+    refused with 503 and Retry-After as its bytes arrive, before it is
+    parsed; once they are done, it goes through."""
     from starlette.testclient import TestClient
 
     app = create_app(AppliedNode(chain, final=True), public_url=BASE)
     raw = _anchor(chain)
     budget: BodyBudget = app.state.body_budget
     with TestClient(app) as client:
-        with budget.hold(budget.limit):  # bodies held by requests in flight
+        with budget.hold() as others:  # bytes of requests in flight
+            others.grow(budget.limit)
             busy = client.post("/v1/submissions", content=raw, headers=MSGPACK)
             assert budget.used == budget.limit
         assert busy.status_code == 503, busy.text
@@ -147,17 +150,26 @@ def test_bodies_over_the_budget_in_flight_are_told_to_come_back(
         assert chain.store.height == 0
         done = client.post("/v1/submissions", content=raw, headers=MSGPACK)
         assert done.status_code == 200, done.text
-        assert budget.used == 0  # given back when the answer went
+        assert budget.used == 0  # given back
 
 
-def test_the_budget_lets_one_body_in_however_large() -> None:
+def test_the_budget_counts_bytes_that_came_and_lets_one_body_in() -> None:
     budget = BodyBudget(10)
-    with budget.hold(50):  # the size limit, not the budget, bounds one body
-        assert budget.used == 50
-        with pytest.raises(ProblemError), budget.hold(1):
-            pass
-    with budget.hold(6), budget.hold(4):
+    with budget.hold() as one:
+        one.grow(50)  # the size limit, not the budget, bounds one body
+        one.grow(50)
+        assert budget.used == 100
+        with pytest.raises(ProblemError), budget.hold() as two:
+            two.grow(1)
+        one.release()  # checked: it waits for its block outside the budget
+        one.release()
+        assert budget.used == 0
+    with budget.hold() as a, budget.hold() as b:
+        a.grow(6)
+        b.grow(4)
         assert budget.used == 10
+        with pytest.raises(ProblemError):
+            b.grow(1)
     assert budget.used == 0
 
 
@@ -187,3 +199,31 @@ def test_a_large_submission_is_parsed_off_the_event_loop(
         answer = client.post("/v1/submissions", content=_anchor(chain), headers=MSGPACK)
     assert answer.status_code == 200, answer.text
     assert threads and threads[0] != loop_thread
+
+
+def test_a_checked_submission_leaves_the_budget_while_it_waits(
+    chain: LocalChain,
+) -> None:
+    # A checked submission is the agency's own: waiting for its block (up to
+    # the submit timeout) must not keep others out.
+    from starlette.testclient import TestClient
+
+    seen: list[int] = []
+
+    class Waiting(AppliedNode):
+        async def submit(
+            self, raw: bytes, *, checked: Callable[[], None] | None = None, **kw: Any
+        ) -> object:
+            seen.append(budget.used)
+            assert checked is not None
+            checked()
+            seen.append(budget.used)
+            return await super().submit(raw, **kw)
+
+    app = create_app(Waiting(chain, final=True), public_url=BASE)
+    budget: BodyBudget = app.state.body_budget
+    raw = _anchor(chain)
+    with TestClient(app) as client:
+        answer = client.post("/v1/submissions", content=raw, headers=MSGPACK)
+    assert answer.status_code == 200, answer.text
+    assert seen == [len(raw), 0]

@@ -20,7 +20,7 @@ from ledger.entries import Anchor
 from ledger.note import format_note, parse_note
 from ledger.store import LedgerStore
 from ledger.store_keys import leaf_key
-from tests.cli.chain import LocalChain
+from tests.cli.chain import Document, LocalChain
 
 
 def _history(chain: LocalChain) -> None:
@@ -519,5 +519,40 @@ def test_a_cosignature_by_an_agency_of_a_later_trust_list_is_skipped(
         report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
         assert report.final_height == 1 and report.final_note is not None
         assert any("'mpi'" in w for w in report.warnings)
+    finally:
+        chain.close()
+
+
+class GrowingChain(Wrapped):
+    """A live chain: the first document read is revoked just before it is
+    served, in a block the audit's replay has not seen."""
+
+    def __init__(self, inner: StoreSource, chain: LocalChain) -> None:
+        super().__init__(inner)
+        self.chain = chain
+        self.revoked: bytes | None = None
+
+    def document(self, doc_id: bytes) -> Mapping[str, Any] | None:
+        if self.revoked is None:
+            self.revoked = doc_id
+            self.chain.revoke(Document(doc_id, b"", b"", "police"))
+        return self.inner.document(doc_id)
+
+
+def test_an_honest_chain_that_grows_during_the_audit_passes(
+    tmp_path: Path,
+) -> None:
+    chain = LocalChain.create(tmp_path / "store")
+    try:
+        chain.anchor("police", 3)
+        chain.finalize()
+        height = chain.store.height
+        source = GrowingChain(StoreSource(chain.store), chain)
+        report = audit(source, chain.trust)
+        assert source.revoked is not None
+        assert chain.store.status(source.revoked).status == "revoked"  # type: ignore[union-attr]
+        # The block that came meanwhile was replayed before the comparison.
+        assert report.blocks == chain.store.height == height + 1
+        assert report.documents == 3
     finally:
         chain.close()

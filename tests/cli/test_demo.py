@@ -150,3 +150,34 @@ def test_demo_runs_twice_and_reuses_its_data(
     assert "reusing the cluster" in out
     assert "anchored " not in out and "revoked criminal" not in out
     assert {p.name: p.read_text() for p in receipts} == first
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_port_in_use_is_named_and_a_free_one_passes(host: str) -> None:
+    import types
+
+    from cli.demo import check_ports_free
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        held = socket.socket(family, socket.SOCK_STREAM)
+        held.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} on this machine")
+    with held:
+        held.listen()
+        taken = held.getsockname()[1]
+        with socket.socket(family, socket.SOCK_STREAM) as spare:
+            spare.bind((host, 0))
+            free = spare.getsockname()[1]
+        config = types.SimpleNamespace(
+            agency="police",
+            api_host=host,
+            api_port=free,
+            raft_host=host,
+            raft_port=taken,
+        )
+        with pytest.raises(ConfigError, match=f"Raft port {host}:{taken} is in use"):
+            check_ports_free([config])  # type: ignore[list-item]
+        config.raft_port = free
+        check_ports_free([config])  # type: ignore[list-item]

@@ -279,6 +279,8 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
         (["--max-age", "-5"], "--max-age"),
         (["--timeout", "0"], "--timeout"),
         (["--node", "notaurl"], "not an http(s) URL"),
+        (["--node", "http://[::1"], "not a URL"),
+        (["--node", "http://127.0.0.1:99999"], "not a URL"),
     ],
 )
 def test_bad_option_values_exit_2(fx: Fixture, extra: list[str], says: str) -> None:
