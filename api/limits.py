@@ -38,6 +38,11 @@ class RateLimiter:
             self._buckets[agency] = (tokens - 1.0, now)
 
 
+# A body up to this size is let in whatever the budget holds: one agency's
+# single submissions and batches of a few hundred entries.
+SMALL_BODY_BYTES = 256 * 1024
+
+
 class BodyBudget:
     """The bytes of submission bodies a node holds at once, from their first
     byte until they are checked (signature, replay, window). Anyone can send
@@ -45,8 +50,10 @@ class BodyBudget:
     hashing such bodies take, so that they cannot starve the node's Raft
     loop. Bytes are counted as they arrive, so a client that declares a
     large body and sends little holds little. One body is always let in,
-    however large (the size limit bounds it). Used on the event loop only:
-    no lock."""
+    however large (the size limit bounds it), and so is a small one (up to
+    ``SMALL_BODY_BYTES``): a single submission is never kept waiting behind
+    big ones, and the connection cap bounds what small bodies hold. Used on
+    the event loop only: no lock."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -78,7 +85,8 @@ class Held:
             return
         budget = self._budget
         others = budget.used - self.size
-        if others and budget.used + count > budget.limit:
+        small = self.size + count <= SMALL_BODY_BYTES
+        if others and not small and budget.used + count > budget.limit:
             raise ProblemError(
                 "unavailable",
                 "too many large submissions at once; try again shortly",

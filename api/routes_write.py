@@ -192,7 +192,8 @@ async def _submit(
             checked=held.release,
         )
     except NotLeaderError:
-        held.release()  # the leader holds it now, in its own budget
+        # Held while forwarded: nothing is checked here, and the body stays
+        # in memory until the leader answers.
         return await _forward(request, raw, wait)
     request.app.state.metrics.commit_latency.observe(time.perf_counter() - started)
     # 202: committed and applied, but no final checkpoint covered it within

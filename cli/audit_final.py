@@ -189,7 +189,9 @@ def check_documents(
     re-derived one. A document served as of a block the replay has not
     reached (``as_of_block``) is compared once ``replay_to`` replayed the
     chain up to it."""
-    ids = replay.doc_ids
+    # The documents of the chain as replayed so far: the list grows when
+    # replay_to replays more blocks, and the check must end on a live chain.
+    ids = list(replay.doc_ids)
     if limit is not None and limit < len(ids):
         ids = rng.sample(ids, limit)
     for n, doc_id in enumerate(ids):

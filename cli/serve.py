@@ -49,10 +49,15 @@ FIRST_BYTE_TIMEOUT_S: Final = 5.0
 # request's headers in full. Generous for a phone on a poor link
 # (headers are a few hundred bytes).
 HEADER_TIMEOUT_S: Final = 15.0
-# Seconds a request's body may go without a byte arriving (an idle limit, as
-# nginx's client_body_timeout, not a deadline: a 16 MiB submission over a
-# slow link takes long, but it keeps arriving).
+# Seconds a request's body may go without a byte of it arriving (an idle
+# limit, as nginx's client_body_timeout: a 16 MiB submission over a slow link
+# takes long, but it keeps arriving). Only body bytes count: the framing of
+# a chunked body (a size line sent a digit at a time) does not.
 BODY_IDLE_TIMEOUT_S: Final = 30.0
+# Seconds a whole body may take, however it trickles: a client that sends a
+# byte now and then would otherwise hold its share of the node's body budget
+# (api.limits.BodyBudget) for ever. 16 MiB in this time is about 90 KiB/s.
+BODY_DEADLINE_S: Final = 180.0
 
 
 def run_node(config_path: Path) -> None:
@@ -148,6 +153,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     first_byte_timeout: ClassVar[float] = FIRST_BYTE_TIMEOUT_S
     header_timeout: ClassVar[float] = HEADER_TIMEOUT_S
     body_idle_timeout: ClassVar[float] = BODY_IDLE_TIMEOUT_S
+    body_deadline: ClassVar[float] = BODY_DEADLINE_S
     # Refused connections since the last warning, and when that was: one
     # warning a minute, not one a connection, for a flood.
     refused: ClassVar[int] = 0
@@ -155,6 +161,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     _read_timer: asyncio.TimerHandle | None = None
     _reading_body = False
+    _body_due = 0.0  # loop time by which the body must be in
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport
@@ -172,11 +179,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._reading_body and not self.transport.is_closing():
-            self._arm(self.body_idle_timeout)  # from the latest byte
-
     def on_message_begin(self) -> None:
         super().on_message_begin()
         # The headers' deadline runs from the request's first byte.
@@ -186,6 +188,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_headers_complete()
         self._reading_body = True
+        self._body_due = self.loop.time() + self.body_deadline
+        self._arm_body()
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if body and not self.transport.is_closing():
+            self._arm_body()  # idle from the latest byte of the body
+
+    def _arm_body(self) -> None:
+        left = self._body_due - self.loop.time()
+        self._arm(max(0.0, min(self.body_idle_timeout, left)))
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -206,12 +219,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if self.flow.read_paused or (
-            cycle is not None and cycle.waiting_for_100_continue
+        busy = cycle is not None and (
+            # Headers of a request pipelined behind one still being answered,
+            # or the body of one queued behind it: the node is busy.
+            (not self._reading_body and not cycle.response_complete)
+            or (self._reading_body and bool(self.pipeline))
+        )
+        if (
+            busy
+            or self.flow.read_paused
+            or (cycle is not None and cycle.waiting_for_100_continue)
         ):
             # The node is not reading (the app has yet to take the body
             # buffered so far, or a pipelined request waits) or has yet to
-            # ask for the body: the wait is ours, not the client's.
+            # ask for the body: the wait is ours, not the client's (the
+            # body's deadline moves with it).
+            if self._reading_body:
+                self._body_due = self.loop.time() + self.body_deadline
             self._arm(self.body_idle_timeout)
             return
         phase = "body" if self._reading_body else "headers"

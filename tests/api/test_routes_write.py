@@ -3,6 +3,7 @@ reports, with a stub node that hands back a real applied block."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from api.limits import BodyBudget
+from api.limits import SMALL_BODY_BYTES, BodyBudget
 from api.problems import ProblemError
 from ledger.entries import Anchor
 from ledger.submission import Submission
@@ -57,13 +58,17 @@ def chain(tmp_path: Path) -> Iterator[LocalChain]:
 
 
 def _anchor(chain: LocalChain) -> bytes:
-    entry = Anchor(
+    return chain.signed("police", [_anchor_entry(chain)])
+
+
+def _anchor_entry(chain: LocalChain, n: int | None = None) -> Anchor:
+    doc_id = b"\x42" * 32 if n is None else hashlib.sha256(b"%d" % n).digest()
+    return Anchor(
         issuer="police",
-        doc_id=b"\x42" * 32,
+        doc_id=doc_id,
         doc_type="criminal_record",
         issued_at=chain.time_ms,
     )
-    return chain.signed("police", [entry])
 
 
 @pytest.mark.parametrize(("final", "status"), [(True, 200), (False, 202)])
@@ -128,46 +133,53 @@ def test_a_bad_json_submission_names_what_is_wrong(
     assert chain.store.height == 0
 
 
-def test_bodies_over_the_budget_in_flight_are_told_to_come_back(
+def test_large_bodies_over_the_budget_in_flight_are_told_to_come_back(
     chain: LocalChain,
 ) -> None:
-    """While other submissions' bytes fill the body budget, one more is
+    """While other submissions' bytes fill the body budget, a large one is
     refused with 503 and Retry-After as its bytes arrive, before it is
-    parsed; once they are done, it goes through."""
+    parsed; a small one still goes through; once they are done, so does
+    the large one."""
     from starlette.testclient import TestClient
 
     app = create_app(AppliedNode(chain, final=True), public_url=BASE)
-    raw = _anchor(chain)
+    small = _anchor(chain)
+    large = chain.signed("police", [_anchor_entry(chain, n) for n in range(3_000)])
+    assert len(small) <= SMALL_BODY_BYTES < len(large)
     budget: BodyBudget = app.state.body_budget
     with TestClient(app) as client:
         with budget.hold() as others:  # bytes of requests in flight
             others.grow(budget.limit)
-            busy = client.post("/v1/submissions", content=raw, headers=MSGPACK)
+            busy = client.post("/v1/submissions", content=large, headers=MSGPACK)
+            assert chain.store.height == 0
+            let_in = client.post("/v1/submissions", content=small, headers=MSGPACK)
             assert budget.used == budget.limit
         assert busy.status_code == 503, busy.text
         assert busy.headers["retry-after"] == "1"
         assert busy.json()["type"].endswith("/unavailable")
-        assert chain.store.height == 0
-        done = client.post("/v1/submissions", content=raw, headers=MSGPACK)
+        assert let_in.status_code == 200, let_in.text
+        done = client.post("/v1/submissions", content=large, headers=MSGPACK)
         assert done.status_code == 200, done.text
         assert budget.used == 0  # given back
 
 
 def test_the_budget_counts_bytes_that_came_and_lets_one_body_in() -> None:
-    budget = BodyBudget(10)
+    big = SMALL_BODY_BYTES + 1
+    budget = BodyBudget(2 * big)
     with budget.hold() as one:
-        one.grow(50)  # the size limit, not the budget, bounds one body
-        one.grow(50)
-        assert budget.used == 100
+        one.grow(5 * big)  # the size limit, not the budget, bounds one body
+        assert budget.used == 5 * big
         with pytest.raises(ProblemError), budget.hold() as two:
-            two.grow(1)
+            two.grow(big)
+        with budget.hold() as small:
+            small.grow(SMALL_BODY_BYTES)  # always let in
         one.release()  # checked: it waits for its block outside the budget
         one.release()
         assert budget.used == 0
     with budget.hold() as a, budget.hold() as b:
-        a.grow(6)
-        b.grow(4)
-        assert budget.used == 10
+        a.grow(big)
+        b.grow(big)
+        assert budget.used == budget.limit
         with pytest.raises(ProblemError):
             b.grow(1)
     assert budget.used == 0

@@ -556,3 +556,35 @@ def test_an_honest_chain_that_grows_during_the_audit_passes(
         assert report.documents == 3
     finally:
         chain.close()
+
+
+class BusyChain(Wrapped):
+    """A chain written faster than the audit reads: two new documents,
+    in a block the audit has not replayed, for every document it reads."""
+
+    def __init__(self, inner: StoreSource, chain: LocalChain) -> None:
+        super().__init__(inner)
+        self.chain = chain
+        self.reads = 0
+
+    def document(self, doc_id: bytes) -> Mapping[str, Any] | None:
+        self.reads += 1
+        assert self.reads < 100, "the audit chases the chain"
+        self.chain.anchor("police", 2)
+        return self.inner.document(doc_id)
+
+
+def test_the_audit_ends_on_a_chain_that_keeps_growing(tmp_path: Path) -> None:
+    # The documents checked are those of the chain when the check began;
+    # blocks that come meanwhile are replayed and checked, their documents
+    # are left for the next audit.
+    chain = LocalChain.create(tmp_path / "store")
+    try:
+        chain.anchor("police", 3)
+        chain.finalize()
+        source = BusyChain(StoreSource(chain.store), chain)
+        report = audit(source, chain.trust)
+        assert report.documents == 3 and source.reads == 3
+        assert report.blocks > 1
+    finally:
+        chain.close()

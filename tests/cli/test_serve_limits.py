@@ -10,6 +10,7 @@ attributes), everything else is ``uvicorn_config`` as a node runs it.
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import time
@@ -38,6 +39,7 @@ class QuickProtocol(BoundedHttpProtocol):
     first_byte_timeout = TIMEOUT
     header_timeout = TIMEOUT
     body_idle_timeout = TIMEOUT
+    body_deadline = 3 * TIMEOUT
 
 
 class Echo:
@@ -178,6 +180,64 @@ def test_a_slow_body_that_keeps_arriving_is_served() -> None:
         reply = answer(conn, b"")
         assert reply.startswith(b"HTTP/1.1 200 ")
         assert reply.endswith(b"ok:slow!")
+
+
+def test_a_chunked_body_whose_size_line_trickles_is_closed() -> None:
+    """Only body bytes keep a body alive: a chunk-size line sent a digit at
+    a time carries none."""
+    with running(Echo()) as port, connect(port) as conn:
+        conn.sendall(
+            b"POST / HTTP/1.1\r\nHost: node\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nab\r\n"
+        )
+        sent = time.monotonic()
+        closed = False
+        while time.monotonic() - sent < TIMEOUT + SLACK:
+            try:
+                conn.sendall(b"0")  # a chunk size that never ends
+            except OSError:
+                closed = True
+                break
+            if not still_open(conn, TIMEOUT / 4):
+                closed = read_until_closed(conn) == b""
+                break
+        assert closed
+        assert time.monotonic() - sent >= TIMEOUT * 0.8
+
+
+def test_a_body_that_trickles_past_its_deadline_is_closed() -> None:
+    """A byte now and then keeps a body from being idle, not from being
+    late: it must be in by the deadline."""
+    with running(Echo()) as port, connect(port) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: node\r\nContent-Length: 1000\r\n\r\n")
+        sent = time.monotonic()
+        while still_open(conn, TIMEOUT / 4):
+            conn.sendall(b"x")
+            assert time.monotonic() - sent < QuickProtocol.body_deadline + SLACK
+        assert read_until_closed(conn) == b""
+        assert time.monotonic() - sent >= QuickProtocol.body_deadline * 0.8
+
+
+class Slow(Echo):
+    """Takes twice the timeout to answer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(2 * TIMEOUT)
+        await super().__call__(scope, receive, send)
+
+
+def test_a_pipelined_request_does_not_time_out_while_the_one_before_is_answered() -> (
+    None
+):
+    # The next request's headers wait on the node, not on the client.
+    with running(Slow()) as port, connect(port) as conn:
+        conn.sendall(GET + b"GET / HTTP/1.1\r\n")  # the second, begun
+        data = b""
+        while b"ok:" not in data:
+            chunk = conn.recv(65536)
+            assert chunk, f"closed before the first answer: {data!r}"
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ")
 
 
 @pytest.mark.parametrize("limit", [3])
