@@ -49,11 +49,12 @@ class BodyBudget:
     a 16 MiB body with a bad signature; the budget bounds the memory and the
     hashing such bodies take, so that they cannot starve the node's Raft
     loop. Bytes are counted as they arrive, so a client that declares a
-    large body and sends little holds little. One body is always let in,
-    however large (the size limit bounds it), and so is a small one (up to
-    ``SMALL_BODY_BYTES``): a single submission is never kept waiting behind
-    big ones, and the connection cap bounds what small bodies hold. Used on
-    the event loop only: no lock."""
+    large body and sends little holds little. A body is let in, however
+    large (the size limit bounds it), while no other holds bytes of the
+    budget; and a small one (up to ``SMALL_BODY_BYTES``) always is, so that
+    a single submission never waits behind big ones (the connection cap
+    bounds what small bodies hold; they count in ``used``). Used on the
+    event loop only: no lock."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

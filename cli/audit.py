@@ -122,6 +122,7 @@ def audit(
 
             replay_to(tip)
             report.replay_seconds = time.perf_counter() - started
+            report.replay_entries = report.entries
             check_finals(replay, served_note, keep)
             sample_proofs(replay, proofs, random.Random(seed))
             # A live chain grows while documents are checked: a status the

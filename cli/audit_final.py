@@ -189,8 +189,9 @@ def check_documents(
     re-derived one. A document served as of a block the replay has not
     reached (``as_of_block``) is compared once ``replay_to`` replayed the
     chain up to it."""
-    # The documents of the chain as replayed so far: the list grows when
-    # replay_to replays more blocks, and the check must end on a live chain.
+    # A copy: the documents known when the check begins. The replay's list
+    # grows as replay_to replays more blocks, and the check must end on a
+    # live chain (later documents are for the next audit).
     ids = list(replay.doc_ids)
     if limit is not None and limit < len(ids):
         ids = rng.sample(ids, limit)

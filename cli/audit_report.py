@@ -101,6 +101,7 @@ class AuditReport:
     documents: int = 0
     seconds: float = 0.0  # the whole audit
     replay_seconds: float = 0.0  # replaying the blocks, the first part
+    replay_entries: int = 0  # the entries of that part
     final_note: str | None = None
     final_height: int | None = None
     kept_height: int | None = None
@@ -108,9 +109,11 @@ class AuditReport:
 
     @property
     def entries_per_second(self) -> float:
-        """The replay's rate (the document checks after it are not in it)."""
-        seconds = self.replay_seconds or self.seconds
-        return self.entries / seconds if seconds > 0 else 0.0
+        """The replay's rate (the document checks after it, and the blocks
+        they replayed, are not in it)."""
+        if self.replay_seconds > 0:
+            return self.replay_entries / self.replay_seconds
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -126,6 +129,7 @@ class AuditReport:
             "documents": self.documents,
             "seconds": round(self.seconds, 3),
             "replay_seconds": round(self.replay_seconds, 3),
+            "replay_entries": self.replay_entries,
             "entries_per_second": round(self.entries_per_second, 1),
             "final_height": self.final_height,
             "kept_height": self.kept_height,

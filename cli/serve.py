@@ -58,6 +58,10 @@ BODY_IDLE_TIMEOUT_S: Final = 30.0
 # byte now and then would otherwise hold its share of the node's body budget
 # (api.limits.BodyBudget) for ever. 16 MiB in this time is about 90 KiB/s.
 BODY_DEADLINE_S: Final = 180.0
+# Seconds an answer may wait for a client that does not read it (the
+# transport's buffer full): then the connection is dropped. Otherwise a
+# client that never reads holds its place under the cap for ever.
+WRITE_STALL_TIMEOUT_S: Final = 30.0
 
 
 def run_node(config_path: Path) -> None:
@@ -154,6 +158,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     header_timeout: ClassVar[float] = HEADER_TIMEOUT_S
     body_idle_timeout: ClassVar[float] = BODY_IDLE_TIMEOUT_S
     body_deadline: ClassVar[float] = BODY_DEADLINE_S
+    write_stall_timeout: ClassVar[float] = WRITE_STALL_TIMEOUT_S
     # Refused connections since the last warning, and when that was: one
     # warning a minute, not one a connection, for a flood.
     refused: ClassVar[int] = 0
@@ -162,6 +167,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _read_timer: asyncio.TimerHandle | None = None
     _reading_body = False
     _body_due = 0.0  # loop time by which the body must be in
+    _write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport
@@ -177,7 +183,38 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._write_timer_off()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(
+                self.write_stall_timeout, self._write_stalled
+            )
+
+    def resume_writing(self) -> None:
+        self._write_timer_off()
+        super().resume_writing()
+
+    def _write_timer_off(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        logger.debug(
+            "dropping a client that reads nothing client=%s", _peer(self.client)
+        )
+        # Abort, not close: close would wait to flush what it does not read.
+        self.transport.abort()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn warns twice per upgrade request (and advises installing a
+        # WebSocket library): the app has no WebSocket route, and anyone can
+        # send such requests, so one debug line.
+        logger.debug("upgrade request answered as plain HTTP")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -242,7 +279,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         logger.debug(
             "closing slow connection phase=%s client=%s", phase, _peer(self.client)
         )
-        self.transport.close()
+        # Abort if an answer is still unsent: close would wait for a client
+        # that may never read it.
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.transport.close()
 
     def _refuse(self) -> None:
         cls = type(self)

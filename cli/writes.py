@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -50,6 +49,7 @@ from cli.documents import (
 )
 from cli.verifying import EXIT_NETWORK, UsageError, load_receipt
 from cli.wire import ClientError, NetworkError
+from ledger.checkpoint import verify_checkpoint
 from ledger.entries import DOC_TYPES, REVOKE_REASONS, Anchor
 from ledger.errors import ConfigError
 from ledger.rules import TIMESTAMP_WINDOW_MS
@@ -222,7 +222,7 @@ def recover(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for the receipts [default: the file's]."),
+        typer.Option("--out", help="Folder for the receipts (default: the file's)."),
     ] = None,
     public_url: Annotated[
         str | None, typer.Option("--public-url", help="Base of the verify URLs.")
@@ -246,10 +246,11 @@ def recover(
     (its anchor must be the leaf, byte for byte). Those found get their
     receipt (and QR image) unless the folder has it already. The salts file
     is removed once every document is accounted for. A document not on the
-    ledger may still land until its batch's time window has passed (about
-    six minutes after the anchor stopped): until then the file is kept and
-    the command exits 75; run it again later. After that, such documents
-    were never anchored: anchor their files again.
+    ledger may still land until the ledger has a final checkpoint dated
+    after its batch's time window (about six minutes after the anchor
+    stopped): until then the file is kept and the command exits 75; run it
+    again later. After that, such documents were never anchored: anchor
+    their files again.
     """
     with handled():
         for path in salts:
@@ -312,11 +313,12 @@ def _recover_journal(
     if unchecked:
         render.err.print(f"[red]{path} is kept: try again when the node answers[/]")
         return "unchecked"
-    if absent and time.time_ns() // 1_000_000 < settled_ms:
-        until = render.fmt_time(settled_ms)
+    if absent and not _ledger_past(client, settled_ms):
+        after = render.fmt_time(settled_ms)
         render.err.print(
-            f"[yellow]{path} is kept: the documents not found may still land "
-            f"until {until}; run `ledger recover` again after that[/]"
+            f"[yellow]{path} is kept: the documents not found may still land, "
+            f"until the ledger has a final checkpoint dated after {after}; "
+            "run `ledger recover` again then[/]"
         )
         return "early"
     path.unlink(missing_ok=True)
@@ -324,6 +326,30 @@ def _recover_journal(
         names = ", ".join(sorted(r.file_name for r in absent))
         typer.echo(f"never anchored (anchor these files again): {names}")
     return "done"
+
+
+def _ledger_past(client: LedgerClient, moment_ms: int) -> bool:
+    """Whether the ledger has a final checkpoint dated after ``moment_ms``.
+
+    Only the ledger can say a batch will never land: one cut before that
+    moment may sit in a majority's logs while no leader is elected, and
+    commit when one is. Once a later block is final, every entry before it
+    is committed or gone, and a copy sent again now falls outside its time
+    window. (A local clock cannot tell: an idle ledger writes no block.)
+    """
+    try:
+        note = client.checkpoint().get("note")
+    except ClientError as exc:
+        if exc.status == 404:
+            return False  # no final checkpoint yet
+        raise
+    trust = client.trust_list()
+    if not isinstance(note, str):
+        return False
+    cp, _ = verify_checkpoint(
+        note, trust.note_verifiers(), trust.quorum, origin=trust.origin
+    )
+    return cp.time_ms > moment_ms
 
 
 def _prepared(

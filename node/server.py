@@ -298,6 +298,8 @@ class Node:
             entries = await asyncio.to_thread(
                 precheck, view, raw, now_ms=_now_ms(), admit=admit, decoded=decoded
             )
+            if not self.is_leader:  # lost the lead meanwhile: forward it
+                raise NotLeaderError(self.soft.leader)
             if key in self.waiters:  # a copy came in meanwhile
                 raise RuleViolation("replay", "this submission is already pending")
         else:

@@ -352,6 +352,7 @@ def test_document_checks_report_progress_and_the_replay_its_own_rate(
     )
     assert seen == [(0, 19), (5, 19), (10, 19), (15, 19), (19, 19)]
     assert 0 < report.replay_seconds <= report.seconds
+    assert report.replay_entries == report.entries  # nothing came meanwhile
     assert report.entries_per_second == report.entries / report.replay_seconds
 
 
@@ -586,5 +587,7 @@ def test_the_audit_ends_on_a_chain_that_keeps_growing(tmp_path: Path) -> None:
         report = audit(source, chain.trust)
         assert report.documents == 3 and source.reads == 3
         assert report.blocks > 1
+        # The rate is the first replay's: blocks replayed later are left out.
+        assert report.replay_entries == 3 < report.entries
     finally:
         chain.close()

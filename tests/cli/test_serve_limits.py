@@ -40,6 +40,7 @@ class QuickProtocol(BoundedHttpProtocol):
     header_timeout = TIMEOUT
     body_idle_timeout = TIMEOUT
     body_deadline = 3 * TIMEOUT
+    write_stall_timeout = TIMEOUT
 
 
 class Echo:
@@ -238,6 +239,37 @@ def test_a_pipelined_request_does_not_time_out_while_the_one_before_is_answered(
             assert chunk, f"closed before the first answer: {data!r}"
             data += chunk
         assert data.startswith(b"HTTP/1.1 200 ")
+
+
+class Big:
+    """Answers every request with 8 MiB."""
+
+    body = b"x" * (8 << 20)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def test_a_client_that_never_reads_its_answer_is_dropped() -> None:
+    # Its answer would wait in the node's buffer, and the connection hold
+    # its place under the cap, for ever.
+    with running(Big()) as port:  # type: ignore[arg-type]
+        conn = socket.socket()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(("127.0.0.1", port))
+        with conn:
+            conn.sendall(GET)
+            time.sleep(TIMEOUT + 1.0)  # not reading
+            conn.settimeout(TIMEOUT + SLACK)
+            received = 0
+            try:
+                while chunk := conn.recv(1 << 16):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+        assert received < len(Big.body)
 
 
 @pytest.mark.parametrize("limit", [3])
