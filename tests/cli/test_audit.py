@@ -37,6 +37,14 @@ def _history(chain: LocalChain) -> None:
 
 
 @pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[LocalChain]:
+    """An empty chain, for a test to write its own history."""
+    local = LocalChain.create(tmp_path / "fresh")
+    yield local
+    local.close()
+
+
+@pytest.fixture
 def chain(tmp_path: Path) -> Iterator[LocalChain]:
     local = LocalChain.create(tmp_path / "store")
     _history(local)
@@ -400,25 +408,22 @@ class ServedAs(Wrapped):
     ],
 )
 def test_served_documents_must_say_everything_the_replay_does(
-    tmp_path: Path, which: str, lie: Any
+    fresh: LocalChain, which: str, lie: Any
 ) -> None:
-    chain = LocalChain.create(tmp_path / "store")
-    try:
-        now = chain.time_ms
-        (expired,) = chain.anchor("police", valid_until=now - DAY_MS)
-        (plain,) = chain.anchor("police")
-        (revoked,) = chain.anchor("police")
-        chain.revoke(revoked)
-        chain.finalize()
-        target = {"expired": expired, "plain": plain, "revoked": revoked}[which]
-        honest = StoreSource(chain.store)
-        assert audit(honest, chain.trust).documents == 3
-        with pytest.raises(AuditError) as caught:
-            audit(ServedAs(honest, target.doc_id, lie), chain.trust)
-        assert caught.value.reason == "tampered"
-        assert target.doc_id.hex() in str(caught.value)
-    finally:
-        chain.close()
+    chain = fresh
+    now = chain.time_ms
+    (expired,) = chain.anchor("police", valid_until=now - DAY_MS)
+    (plain,) = chain.anchor("police")
+    (revoked,) = chain.anchor("police")
+    chain.revoke(revoked)
+    chain.finalize()
+    target = {"expired": expired, "plain": plain, "revoked": revoked}[which]
+    honest = StoreSource(chain.store)
+    assert audit(honest, chain.trust).documents == 3
+    with pytest.raises(AuditError) as caught:
+        audit(ServedAs(honest, target.doc_id, lie), chain.trust)
+    assert caught.value.reason == "tampered"
+    assert target.doc_id.hex() in str(caught.value)
 
 
 def _governance(chain: LocalChain, action: str, params: dict[str, Value]) -> Any:
@@ -462,7 +467,7 @@ class NoFinal(Wrapped):
 
 
 def test_the_reported_note_is_made_of_the_signatures_that_made_it_final(
-    tmp_path: Path,
+    fresh: LocalChain,
 ) -> None:
     # health cosigns height 1, is removed by block 2, and its signature is
     # carried only by block 3. Height 1 is final under the trust list of
@@ -470,58 +475,52 @@ def test_the_reported_note_is_made_of_the_signatures_that_made_it_final(
     from ledger.checkpoint import verify_checkpoint
     from tests.cli.chain import ORIGIN
 
-    chain = LocalChain.create(tmp_path / "store")
-    try:
-        chain.anchor("police")  # block 1
-        cp1 = chain.store.checkpoint(1)
-        sigs = _cosigned(cp1, [(a, chain.keys[a].node) for a in ("police", "health")])
-        removal = _governance(chain, "remove_agency", {"id": "health"})
-        assert [o.code for o in chain.submit("police", [removal]).outcomes] == ["ok"]
-        chain.carried = sigs
-        chain.anchor("police")  # block 3 carries height 1's signatures
-        report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
-        assert report.final_height == 1 and report.final_note is not None
-        cp, _ = verify_checkpoint(
-            report.final_note,
-            chain.trust.note_verifiers(),
-            chain.trust.quorum,
-            origin=ORIGIN,
-        )
-        assert cp == cp1
-    finally:
-        chain.close()
+    chain = fresh
+    chain.anchor("police")  # block 1
+    cp1 = chain.store.checkpoint(1)
+    sigs = _cosigned(cp1, [(a, chain.keys[a].node) for a in ("police", "health")])
+    removal = _governance(chain, "remove_agency", {"id": "health"})
+    assert [o.code for o in chain.submit("police", [removal]).outcomes] == ["ok"]
+    chain.carried = sigs
+    chain.anchor("police")  # block 3 carries height 1's signatures
+    report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
+    assert report.final_height == 1 and report.final_note is not None
+    cp, _ = verify_checkpoint(
+        report.final_note,
+        chain.trust.note_verifiers(),
+        chain.trust.quorum,
+        origin=ORIGIN,
+    )
+    assert cp == cp1
 
 
 def test_a_cosignature_by_an_agency_of_a_later_trust_list_is_skipped(
-    tmp_path: Path,
+    fresh: LocalChain,
 ) -> None:
     # mpi joins in block 2 and signs checkpoint 1, which it had no say in:
     # the audit skips that signature (with a warning) and does not fail.
     from ledger.keys import SigningKey
     from ledger.trust import AgencyInfo
 
-    chain = LocalChain.create(tmp_path / "store")
-    try:
-        chain.anchor("police")  # block 1
-        cp1 = chain.store.checkpoint(1)
-        mpi = SigningKey.generate()
-        info = AgencyInfo(
-            id="mpi",
-            names={"vi": "Bộ Kế hoạch", "en": "Planning"},
-            node_key=mpi.public_key,
-            issuer_keys=(SigningKey.generate().public_key,),
-            admin_keys=(SigningKey.generate().public_key,),
-        )
-        joining = _governance(chain, "add_agency", {"agency": info.to_value()})
-        assert [o.code for o in chain.submit("police", [joining]).outcomes] == ["ok"]
-        signers = [(a, chain.keys[a].node) for a in ("police", "justice")]
-        chain.carried = _cosigned(cp1, [*signers, ("mpi", mpi)])
-        chain.anchor("police")  # block 3
-        report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
-        assert report.final_height == 1 and report.final_note is not None
-        assert any("'mpi'" in w for w in report.warnings)
-    finally:
-        chain.close()
+    chain = fresh
+    chain.anchor("police")  # block 1
+    cp1 = chain.store.checkpoint(1)
+    mpi = SigningKey.generate()
+    info = AgencyInfo(
+        id="mpi",
+        names={"vi": "Bộ Kế hoạch", "en": "Planning"},
+        node_key=mpi.public_key,
+        issuer_keys=(SigningKey.generate().public_key,),
+        admin_keys=(SigningKey.generate().public_key,),
+    )
+    joining = _governance(chain, "add_agency", {"agency": info.to_value()})
+    assert [o.code for o in chain.submit("police", [joining]).outcomes] == ["ok"]
+    signers = [(a, chain.keys[a].node) for a in ("police", "justice")]
+    chain.carried = _cosigned(cp1, [*signers, ("mpi", mpi)])
+    chain.anchor("police")  # block 3
+    report = audit(NoFinal(StoreSource(chain.store)), chain.trust)
+    assert report.final_height == 1 and report.final_note is not None
+    assert any("'mpi'" in w for w in report.warnings)
 
 
 class GrowingChain(Wrapped):
@@ -541,22 +540,19 @@ class GrowingChain(Wrapped):
 
 
 def test_an_honest_chain_that_grows_during_the_audit_passes(
-    tmp_path: Path,
+    fresh: LocalChain,
 ) -> None:
-    chain = LocalChain.create(tmp_path / "store")
-    try:
-        chain.anchor("police", 3)
-        chain.finalize()
-        height = chain.store.height
-        source = GrowingChain(StoreSource(chain.store), chain)
-        report = audit(source, chain.trust)
-        assert source.revoked is not None
-        assert chain.store.status(source.revoked).status == "revoked"  # type: ignore[union-attr]
-        # The block that came meanwhile was replayed before the comparison.
-        assert report.blocks == chain.store.height == height + 1
-        assert report.documents == 3
-    finally:
-        chain.close()
+    chain = fresh
+    chain.anchor("police", 3)
+    chain.finalize()
+    height = chain.store.height
+    source = GrowingChain(StoreSource(chain.store), chain)
+    report = audit(source, chain.trust)
+    assert source.revoked is not None
+    assert chain.store.status(source.revoked).status == "revoked"  # type: ignore[union-attr]
+    # The block that came meanwhile was replayed before the comparison.
+    assert report.blocks == chain.store.height == height + 1
+    assert report.documents == 3
 
 
 class BusyChain(Wrapped):
@@ -575,19 +571,16 @@ class BusyChain(Wrapped):
         return self.inner.document(doc_id)
 
 
-def test_the_audit_ends_on_a_chain_that_keeps_growing(tmp_path: Path) -> None:
+def test_the_audit_ends_on_a_chain_that_keeps_growing(fresh: LocalChain) -> None:
     # The documents checked are those of the chain when the check began;
     # blocks that come meanwhile are replayed and checked, their documents
     # are left for the next audit.
-    chain = LocalChain.create(tmp_path / "store")
-    try:
-        chain.anchor("police", 3)
-        chain.finalize()
-        source = BusyChain(StoreSource(chain.store), chain)
-        report = audit(source, chain.trust)
-        assert report.documents == 3 and source.reads == 3
-        assert report.blocks > 1
-        # The rate is the first replay's: blocks replayed later are left out.
-        assert report.replay_entries == 3 < report.entries
-    finally:
-        chain.close()
+    chain = fresh
+    chain.anchor("police", 3)
+    chain.finalize()
+    source = BusyChain(StoreSource(chain.store), chain)
+    report = audit(source, chain.trust)
+    assert report.documents == 3 and source.reads == 3
+    assert report.blocks > 1
+    # The rate is the first replay's: blocks replayed later are left out.
+    assert report.replay_entries == 3 < report.entries
