@@ -154,7 +154,7 @@ def anchor(
         try:
             qr_paths = _save_receipts(receipts, out, qr=qr)
         except KeyboardInterrupt:
-            _interrupted(journal, node)
+            _interrupted(journal, node, landed=len(receipts), folder=out)
         journal.discard()
     render.out.print(render.receipts_table(receipts[:MAX_TABLE_ROWS], qr_paths))
     if len(receipts) > MAX_TABLE_ROWS:
@@ -198,10 +198,26 @@ def _note_unfinished(folder: Path, node: str) -> None:
         )
 
 
-def _interrupted(journal: SaltJournal, node: str) -> None:
-    """Ctrl-C: say what may be on the ledger and where its salts are."""
+def _interrupted(
+    journal: SaltJournal,
+    node: str,
+    *,
+    landed: int | None = None,
+    folder: Path | None = None,
+) -> None:
+    """Ctrl-C: say what may be on the ledger and where its salts are.
+    ``landed``: every document was acknowledged, and the receipts were
+    being written into ``folder``."""
     if not journal.docs:
         render.err.print("[yellow]interrupted; nothing was sent[/]")
+    elif landed is not None and folder is not None:
+        written = len(receipted_ids(folder) & {d.doc_id for d in journal.docs})
+        render.err.print(
+            f"[red]interrupted: all {landed} document(s) are on the ledger, "
+            f"{written} receipt(s) written; the salts are kept in "
+            f"{journal.path}. `ledger recover --node {node} {journal.path}` "
+            "writes the other receipts.[/]"
+        )
     else:
         render.err.print(
             f"[red]interrupted: up to {len(journal.docs)} document(s) may be on "

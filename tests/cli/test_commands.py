@@ -605,6 +605,9 @@ def test_recover_skips_receipts_already_written_and_names_the_unsent(
     monkeypatch.setattr(cli.writes, "write_receipts", write_one_then_ctrl_c)
     code, output = run(*_anchor_args(tmp_path, out, *files))
     assert code == 130, output
+    assert "all 3 document(s) are on the ledger, 1 receipt(s) written" in (
+        output.replace("\n", " ")
+    )
     monkeypatch.setattr(cli.writes, "write_receipts", real_write)
     (journal,) = out.glob(".anchor-*.salts.json")
     rows = json.loads(journal.read_text())
