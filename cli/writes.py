@@ -148,7 +148,10 @@ def anchor(
                     ),
                 )
             except (ClientError, NetworkError) as exc:
-                receipts = _recover(client, journal, exc, base, qr=qr)
+                try:
+                    receipts = _recover(client, journal, exc, base, qr=qr)
+                except KeyboardInterrupt:
+                    _interrupted(journal, node)  # while looking them up
             except KeyboardInterrupt:
                 _interrupted(journal, node)
         try:

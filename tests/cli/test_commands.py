@@ -637,6 +637,27 @@ def test_recover_skips_receipts_already_written_and_names_the_unsent(
     ]
 
 
+def test_ctrl_c_while_looking_up_a_lost_answer_keeps_the_salts(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    applied = node.submit
+
+    def apply_then_time_out(request: httpx.Request) -> httpx.Response:
+        applied(request)
+        raise httpx.ReadTimeout("the answer was lost", request=request)
+
+    def ctrl_c(*args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(node, "submit", apply_then_time_out)
+    monkeypatch.setattr(LedgerClient, "recover_receipts", ctrl_c)
+    out = tmp_path / "receipts"
+    code, output = run(*_anchor_args(tmp_path, out, *_docs(tmp_path, 2)))
+    assert code == 130, output
+    assert "may be on the ledger" in output and "ledger recover" in output
+    assert len(list(out.glob(".anchor-*.salts.json"))) == 1
+
+
 def test_recover_leaves_alone_a_file_a_running_anchor_writes(
     node: FakeNode, tmp_path: Path
 ) -> None:
