@@ -50,7 +50,7 @@ from cli.documents import (
 from cli.verifying import EXIT_NETWORK, UsageError, load_receipt
 from cli.wire import ClientError, NetworkError
 from ledger.checkpoint import verify_checkpoint
-from ledger.entries import DOC_TYPES, REVOKE_REASONS, Anchor
+from ledger.entries import DOC_TYPES, REVOKE_REASONS
 from ledger.errors import ConfigError
 from ledger.rules import TIMESTAMP_WINDOW_MS
 
@@ -317,11 +317,11 @@ def _recover_journal(
     settled_ms = int(path.stat().st_mtime * 1000) + TIMESTAMP_WINDOW_MS
     settled_ms += CLOCK_MARGIN_MS
     docs, unknown = _prepared(client, todo)
-    found, unchecked = client.recover_receipts(docs, public_url=public_url)
-    unchecked = [*unchecked, *unknown]
+    found, not_checked = client.recover_receipts(docs, public_url=public_url)
+    unchecked = {d.doc_id for d in not_checked} | unknown
     if found:
         write_receipts(found, folder, qr=qr)
-    accounted = {r.doc_id for r in found} | {d.doc_id for d in unchecked}
+    accounted = {r.doc_id for r in found} | unchecked
     absent = [r for r in todo if r.doc_id not in accounted]
     # Plain lines (no wrapping), so that a script can read them.
     typer.echo(
@@ -373,13 +373,13 @@ def _ledger_past(client: LedgerClient, moment_ms: int) -> bool:
 
 def _prepared(
     client: LedgerClient, rows: Sequence[JournalRow]
-) -> tuple[list[PreparedDocument], list[PreparedDocument]]:
+) -> tuple[list[PreparedDocument], set[bytes]]:
     """The rows as documents to look up; a row of an older salts file (no
     anchor times kept) takes its anchor off the ledger, which its doc id,
-    derived from its salt and file hash, ties to it. Also the rows the node
-    could not answer for (as documents with a stand-in anchor)."""
+    derived from its salt and file hash, ties to it. Also the doc ids the
+    node could not answer for."""
     docs: list[PreparedDocument] = []
-    unknown: list[PreparedDocument] = []
+    unknown: set[bytes] = set()
     for row in rows:
         if row.anchor is not None:
             docs.append(row.prepared(row.anchor))
@@ -387,7 +387,7 @@ def _prepared(
         try:
             anchor = client.anchor_of(row.doc_id)
         except (ClientError, NetworkError):
-            unknown.append(row.prepared(_stand_in(row)))
+            unknown.add(row.doc_id)
             continue
         if anchor is not None and (anchor.issuer, anchor.doc_type) == (
             row.issuer,
@@ -395,14 +395,6 @@ def _prepared(
         ):
             docs.append(row.prepared(anchor))
     return docs, unknown
-
-
-def _stand_in(row: JournalRow) -> Anchor:
-    """An anchor standing in for one the node could not be asked for: only
-    its doc id is used (the row counts as not checked)."""
-    return Anchor(
-        issuer=row.issuer, doc_id=row.doc_id, doc_type=row.doc_type, issued_at=0
-    )
 
 
 def _check_agency(
