@@ -24,6 +24,7 @@ from api.metrics import Metrics, create_metrics
 from ledger.block import Block
 from node.config import NodeConfig, load_config
 from node.server import Node
+from node.throttle import EveryMinute
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     body_idle_timeout: ClassVar[float] = BODY_IDLE_TIMEOUT_S
     body_deadline: ClassVar[float] = BODY_DEADLINE_S
     write_stall_timeout: ClassVar[float] = WRITE_STALL_TIMEOUT_S
-    # Refused connections since the last warning, and when that was: one
-    # warning a minute, not one a connection, for a flood.
-    refused: ClassVar[int] = 0
-    warned_at: ClassVar[float] = float("-inf")
+    # Refused connections, for one warning a minute, not one a connection,
+    # in a flood (shared by every connection of the server).
+    refusals: ClassVar[EveryMinute] = EveryMinute()
 
     _read_timer: asyncio.TimerHandle | None = None
     _reading_body = False
@@ -287,17 +287,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self) -> None:
-        cls = type(self)
-        cls.refused += 1
-        now = time.monotonic()
-        if now - cls.warned_at >= 60.0:
+        refused = self.refusals.count()
+        if refused is not None:
             logger.warning(
                 "connections refused at the limit limit=%s refused=%d "
                 "(counted since the previous warning, at most one a minute)",
                 self.max_connections,
-                cls.refused,
+                refused,
             )
-            cls.refused, cls.warned_at = 0, now
         # What uvicorn answers a request over limit_concurrency, sent before
         # the request has arrived so that the client sees why rather than a
         # bare reset.

@@ -38,6 +38,7 @@ from ledger.errors import CommitTimeoutError, StorageError, VerificationError
 from ledger.keys import SigningKey
 from ledger.store import LedgerStore
 from node.frames import cosig_frame
+from node.throttle import EveryMinute
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ class Cosigner:
         self._store = store
         self._peers = peers
         self._now_ms = now_ms
-        self._refused = 0  # checkpoints not cosigned since the last warning
-        self._warned_at = float("-inf")
+        self._ahead = EveryMinute()  # checkpoints not cosigned: too far ahead
         self._orphans: list[Cosignature] = []
         self._changed = asyncio.Event()
         self._last_activity = time.monotonic()
@@ -110,18 +110,16 @@ class Cosigner:
         ahead = cp.time_ms - self._now_ms()
         if ahead > MAX_AHEAD_MS:
             # Every block, while a leader's clock runs fast: one line a minute.
-            self._refused += 1
-            now = time.monotonic()
-            if now - self._warned_at >= 60.0:
+            refused = self._ahead.count()
+            if refused is not None:
                 logger.warning(
                     "checkpoint not cosigned: dated ahead of this clock "
                     "agency=%s height=%d ahead_ms=%d refused=%d (is a clock off?)",
                     self.agency,
                     height,
                     ahead,
-                    self._refused,
+                    refused,
                 )
-                self._refused, self._warned_at = 0, now
             return None
         sig = sign_checkpoint(cp, self.agency, key)
         return Cosignature(height=height, agency=self.agency, signature=sig.signature)
