@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
+import orjson
 from fastapi import Response
 
 from api.problems import ProblemError
@@ -21,9 +21,6 @@ from ledger.store import LedgerStore
 from ledger.submission import Submission, decode_submission
 
 HEX64: Final = re.compile(r"[0-9a-f]{64}")
-# One encoder for every answer: json.dumps with options builds a new one
-# per call.
-_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class NodeLike(Protocol):
@@ -57,7 +54,7 @@ def json_response(body: object) -> Response:
     encoder FastAPI applies to returned values (which walks every value) is
     pure cost on the busiest reads (bundles, proofs).
     """
-    return Response(_JSON.encode(body), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def parse_doc_id(value: str, *, parameter: str = "doc_id") -> bytes:

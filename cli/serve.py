@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from api.metrics import Metrics, create_metrics
+from cli.coalesced import CoalescedTransport
 from ledger.block import Block
 from node.config import NodeConfig, load_config
 from node.server import Node
@@ -174,7 +175,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     ) -> None:
         # uvicorn counts the connection before the check (in
         # server_state.connections), and uncounts it in connection_lost.
-        super().connection_made(transport)
+        super().connection_made(CoalescedTransport(transport, self.loop))
         if len(self.connections) > self.max_connections:
             self._refuse()
             return
