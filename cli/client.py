@@ -426,7 +426,11 @@ class LedgerClient:
         return _anchor_receipts(docs, results, base)
 
     def recover_receipts(
-        self, docs: Sequence[PreparedDocument], *, public_url: str
+        self,
+        docs: Sequence[PreparedDocument],
+        *,
+        public_url: str,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[list[AnchorReceipt], list[PreparedDocument]]:
         """Receipts of those ``docs`` the ledger holds, found by doc id: for
         when a submission's answer was lost (a timeout, a dropped connection,
@@ -435,6 +439,7 @@ class LedgerClient:
 
         Returns the receipts found and the documents that could not be
         checked (the node did not answer); the others are not on the ledger.
+        ``progress`` is called with 1 after each document.
         """
         found: list[AnchorReceipt] = []
         unchecked: list[PreparedDocument] = []
@@ -442,12 +447,13 @@ class LedgerClient:
             try:
                 receipt = self._find_anchor(doc, public_url)
             except (ClientError, NetworkError) as exc:
-                if isinstance(exc, ClientError) and exc.status == 404:
-                    continue
-                unchecked.append(doc)
-                continue
+                if not (isinstance(exc, ClientError) and exc.status == 404):
+                    unchecked.append(doc)
+                receipt = None
             if receipt is not None:
                 found.append(receipt)
+            if progress is not None:
+                progress(1)
         return found, unchecked
 
     def anchor_of(self, doc_id: bytes) -> Anchor | None:

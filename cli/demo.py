@@ -306,9 +306,16 @@ def issue_samples(
         with LedgerClient(url) as client:
             receipt = _known(client, receipts, sample)
             if receipt is None:
-                receipt = _anchor_sample(client, key, examples, sample, done, url)
+                receipt, replaced = _anchor_sample(
+                    client, key, examples, sample, done, url
+                )
                 write_receipt(receipt, receipts, sample.file)
-                render.out.print(f"anchored {sample.file}")
+                render.out.print(
+                    f"anchored {sample.file}, superseding {sample.supersedes}"
+                    if replaced
+                    else f"anchored {sample.file}",
+                    soft_wrap=True,  # file names whole, for copying
+                )
         done[sample.file] = receipt
     victim = to_revoke(samples)
     if victim is not None:
@@ -330,7 +337,9 @@ def _anchor_sample(
     sample: Sample,
     done: dict[str, AnchorReceipt],
     url: str,
-) -> AnchorReceipt:
+) -> tuple[AnchorReceipt, bool]:
+    """The sample's receipt, and whether it superseded the sample it names
+    (it is anchored on its own if that one is no longer in force)."""
     path = examples / sample.file
     if sample.supersedes:
         old = done[sample.supersedes]
@@ -347,8 +356,7 @@ def _anchor_sample(
                 valid_until=_day_ms(sample.valid_until),
                 public_url=url,
             )
-            render.out.print(f"superseded {sample.supersedes} by {sample.file}")
-            return receipt
+            return receipt, True
     (receipt,) = client.anchor_files(
         [path],
         key,
@@ -358,7 +366,7 @@ def _anchor_sample(
         valid_until=_day_ms(sample.valid_until),
         public_url=url,
     )
-    return receipt
+    return receipt, False
 
 
 def _revoke_once(

@@ -317,7 +317,7 @@ def _recover_journal(
     settled_ms = int(path.stat().st_mtime * 1000) + TIMESTAMP_WINDOW_MS
     settled_ms += CLOCK_MARGIN_MS
     docs, unknown = _prepared(client, todo)
-    found, not_checked = client.recover_receipts(docs, public_url=public_url)
+    found, not_checked = _looked_up(client, docs, public_url)
     unchecked = {d.doc_id for d in not_checked} | unknown
     if found:
         write_receipts(found, folder, qr=qr)
@@ -431,7 +431,7 @@ def _recover(
     if not journal.docs:
         raise error  # nothing was sent
     render.err.print(f"[yellow]{error}; looking the documents up on the ledger[/]")
-    found, unchecked = client.recover_receipts(journal.docs, public_url=public_url)
+    found, unchecked = _looked_up(client, journal.docs, public_url)
     total = len(journal.docs)
     absent = total - len(found) - len(unchecked)
     if len(found) == total:
@@ -456,6 +456,21 @@ def _recover(
         f"{journal.path}[/]"
     )
     raise error
+
+
+def _looked_up(
+    client: LedgerClient, docs: Sequence[PreparedDocument], public_url: str
+) -> tuple[list[AnchorReceipt], list[PreparedDocument]]:
+    """``client.recover_receipts`` under a progress bar (two reads each)."""
+    if not docs:
+        return [], []
+    return _with_progress(
+        len(docs),
+        "looking up",
+        lambda tick: client.recover_receipts(
+            docs, public_url=public_url, progress=tick
+        ),
+    )
 
 
 def _save_receipts(

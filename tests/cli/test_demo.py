@@ -134,7 +134,10 @@ def test_demo_runs_twice_and_reuses_its_data(
     out = capsys.readouterr().out
     samples = load_manifest(EXAMPLES)
     assert out.count("anchored ") == len(samples)
-    assert "superseded birth-certificate-tran-minh-khoi.pdf" in out
+    assert (
+        "anchored birth-certificate-tran-minh-khoi-amended.pdf, superseding "
+        "birth-certificate-tran-minh-khoi.pdf"
+    ) in out
     assert "revoked criminal-record-1-tran-quoc-bao.pdf" in out
     for status in ("valid", "revoked", "superseded"):
         assert status in out
