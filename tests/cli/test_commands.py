@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -580,6 +581,7 @@ def test_ctrl_c_after_sending_keeps_the_salts_and_recover_writes_the_receipts(
     code, output, journal = _recover(out)
     assert code == 0, output
     assert "3 found on the ledger (receipts written)" in output
+    assert re.search(r"looking up.*3/3", output)  # the progress bar's end
     assert not journal.exists()
     store = node.chain.store
     for path in files:
