@@ -9,21 +9,28 @@ until the loop next runs its ready callbacks, then sends them joined.
 
 Invariant: bytes leave in the order they were written, and nothing written
 before ``close`` is dropped by it (``close`` sends them first); ``abort``
-drops them, as it drops what the real transport still holds.
+drops them, as it drops what the real transport still holds. At most
+``SEND_AT`` bytes are held: a large answer goes to the real transport at
+once, so that its flow control (pause_writing, which makes uvicorn wait for
+a slow client) sees every byte it would have seen.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
+
+# Bytes held before they are sent without waiting for the loop: one segment's
+# worth and more gains nothing from joining.
+SEND_AT: Final = 64 * 1024
 
 
 class CoalescedTransport(asyncio.Transport):
     """``transport`` with its writes joined per loop iteration; every other
     method is the real transport's."""
 
-    __slots__ = ("_held", "_loop", "_real")
+    __slots__ = ("_held", "_held_bytes", "_loop", "_real")
 
     def __init__(
         self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop
@@ -32,6 +39,7 @@ class CoalescedTransport(asyncio.Transport):
         self._real = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._held_bytes = 0
 
     # -- writing -----------------------------------------------------------
 
@@ -41,6 +49,9 @@ class CoalescedTransport(asyncio.Transport):
         if not self._held:
             self._loop.call_soon(self._send)
         self._held.append(bytes(data))
+        self._held_bytes += len(data)
+        if self._held_bytes >= SEND_AT:
+            self._send()  # the call scheduled above then finds nothing
 
     def writelines(
         self, list_of_data: Iterable[bytes | bytearray | memoryview]
@@ -50,13 +61,14 @@ class CoalescedTransport(asyncio.Transport):
 
     def _send(self) -> None:
         held, self._held = self._held, []
+        self._held_bytes = 0
         # A connection lost meanwhile: the real transport would only count
         # (and after a few, log) writes to it.
         if held and not self._real.is_closing():
             self._real.write(held[0] if len(held) == 1 else b"".join(held))
 
     def get_write_buffer_size(self) -> int:
-        return self._real.get_write_buffer_size() + sum(map(len, self._held))
+        return self._real.get_write_buffer_size() + self._held_bytes
 
     def close(self) -> None:
         self._send()
@@ -64,6 +76,7 @@ class CoalescedTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._held.clear()
+        self._held_bytes = 0
         self._real.abort()
 
     def write_eof(self) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cli.coalesced import CoalescedTransport
+from cli.coalesced import SEND_AT, CoalescedTransport
 
 
 class CountingTransport(asyncio.Transport):
@@ -158,5 +158,27 @@ def test_a_write_held_when_the_connection_closes_is_not_sent_to_it() -> None:
             ln.counting.real.close()  # closed under it, as a lost connection
             await asyncio.sleep(0)
             assert ln.counting.writes == []
+
+    asyncio.run(main())
+
+
+def test_a_large_answer_goes_to_the_real_transport_at_once() -> None:
+    """So that its flow control sees the bytes as uvicorn writes them."""
+
+    async def main() -> None:
+        async with link() as ln:
+            head = b"HTTP/1.1 200 OK\r\n\r\n"
+            body = b"x" * SEND_AT
+            ln.coalesced.write(head)
+            ln.coalesced.write(body)
+            assert ln.counting.writes == [head + body]
+            assert ln.coalesced.get_write_buffer_size() == (
+                ln.counting.real.get_write_buffer_size()
+            )
+            ln.coalesced.write(b"tail")
+            await asyncio.sleep(0)
+            assert ln.counting.writes == [head + body, b"tail"]
+            ln.coalesced.close()
+            assert await ln.received() == head + body + b"tail"
 
     asyncio.run(main())
