@@ -7,17 +7,19 @@ Errors are ``application/problem+json`` everywhere (``api.problems``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, Literal
 
 import httpx
 from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,9 +27,11 @@ from api import routes_documents, routes_read, routes_write
 from api.deps import NodeLike
 from api.limits import BodyBudget, RateLimiter
 from api.metrics import Metrics, create_metrics
-from api.problems import ProblemError, install_problem_handlers
+from api.problems import ProblemError, install_problem_handlers, problem_for
 from api.verify_page import STATIC_DIR, STATIC_PREFIX
 from ledger.store import LedgerStore
+
+logger = logging.getLogger(__name__)
 
 # The status a request is counted under when its client hung up before any
 # answer began (mid-body, say): nginx's "client closed request". HTTP defines
@@ -196,11 +200,75 @@ class HotReads:
         return final is None or store.state_at_is_cheap(final[0].height)
 
 
+# The busiest write, and the queries it takes in front of FastAPI: none, or
+# one ``wait`` of the two values the route declares.
+SUBMISSIONS_PATH: Final = "/v1/submissions"
+HOT_WAITS: Final[dict[bytes, Literal["applied", "final"]]] = {
+    b"": "applied",
+    b"wait=applied": "applied",
+    b"wait=final": "final",
+}
+
+
+class HotSubmissions:
+    """Takes ``POST /v1/submissions`` without FastAPI's routing, parameter
+    solving and middleware layers, which cost a leader under many
+    single-document submissions about a quarter of its event loop.
+
+    The route's own function answers, from the same ``Request`` (with
+    ``scope["app"]`` set as Starlette sets it); whatever it raises becomes
+    what the app's handlers make of it (``api.problems.problem_for``), and
+    ``scope["route"]`` is set as the router sets it, for the metrics. A
+    request with any other query (``wait=soon``, ``wait`` twice) goes on to
+    the app, which validates it as before: nothing is read of a request's
+    body before it is taken here.
+    """
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI) -> None:
+        self.app = app
+        self.owner = owner
+        self.route = _route(routes_write.router.routes, routes_write.submit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == SUBMISSIONS_PATH
+            and not scope.get("root_path")
+        ):
+            wait = HOT_WAITS.get(scope.get("query_string", b""))
+            if wait is not None:
+                await self._take(scope, receive, send, wait)
+                return
+        await self.app(scope, receive, send)
+
+    async def _take(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        wait: Literal["applied", "final"],
+    ) -> None:
+        scope["app"] = self.owner
+        scope["route"] = self.route
+        response: Response
+        try:
+            response = await routes_write.submit(Request(scope, receive), wait)
+        except ClientDisconnect:
+            # As api.problems.CatchAllMiddleware: nobody to answer.
+            logger.debug("client disconnected method=POST path=%s", scope["path"])
+            return
+        except Exception as exc:
+            response = problem_for(exc, scope["method"], scope["path"])
+        await response(scope, receive, send)
+
+
 class LedgerApp(FastAPI):
-    """FastAPI behind ``front``: the request count, HEAD and the hot reads
-    come before FastAPI's own layers (error pages, telemetry, body limit),
-    which cost a hot read more than its answer's LevelDB reads; everything
-    else goes on to ``framework``, FastAPI as it is.
+    """FastAPI behind ``front``: the request count, HEAD, the hot reads and
+    the submissions come before FastAPI's own layers (error pages,
+    telemetry, body limit), which cost a hot read more than its answer's
+    LevelDB reads; everything else goes on to ``framework``, FastAPI as it
+    is.
     """
 
     front: ASGIApp | None = None
@@ -261,7 +329,7 @@ def create_app(
     # Hot reads inside the count, so they are counted too; HEAD before them,
     # so that they answer it.
     app.front = HttpMetrics(
-        HeadAsGet(HotReads(app.framework, node=node)),
+        HeadAsGet(HotReads(HotSubmissions(app.framework, owner=app), node=node)),
         observe=app.state.metrics.observe_http,
     )
     return app

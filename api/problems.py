@@ -352,16 +352,29 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return ProblemError("validation-error", detail, extra={"errors": errors}).response()
 
 
+def problem_for(exc: Exception, method: str, path: str) -> JSONResponse:
+    """What the app's handlers answer for ``exc``, raised by a route: for a
+    route answered in front of them (``api.app.HotSubmissions``)."""
+    if isinstance(exc, ProblemError):
+        return exc.response()
+    if isinstance(exc, LedgerError):
+        problem = from_ledger_error(exc)
+        if problem is not None:
+            return problem.response()
+    elif isinstance(exc, TimeoutError):
+        return ProblemError(
+            "timeout", "the operation did not complete in time"
+        ).response()
+    return internal_error_response(method, path, exc)
+
+
 async def _on_ledger(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
-    problem = from_ledger_error(exc)
-    if problem is None:
-        return internal_error_response(request.method, request.url.path, exc)
-    return problem.response()
+    return problem_for(exc, request.method, request.url.path)
 
 
 async def _on_timeout(request: Request, exc: Exception) -> JSONResponse:
-    return ProblemError("timeout", "the operation did not complete in time").response()
+    return problem_for(exc, request.method, request.url.path)
 
 
 async def _on_unhandled(request: Request, exc: Exception) -> JSONResponse:
