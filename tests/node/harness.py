@@ -8,6 +8,7 @@ node.toml before (re)starting it, and talk to it over HTTP.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import tomli_w
@@ -43,14 +44,18 @@ MSGPACK = {"content-type": "application/msgpack"}
 FAST_RAFT = {"tick_ms": 25, "election_ticks": 12, "heartbeat_ticks": 1}
 
 
+# Ports the tests' nodes listen on: below the kernel's ephemeral range
+# (32768 and up by default), from which every outgoing connection takes its
+# source port. A port picked there could be taken by one (a node dialling a
+# peer, say) before the node that was to listen on it binds it.
+PORTS_LOW: Final = 20_000
+PORTS_HIGH: Final = 32_000
+
+
 def free_base_port(count: int) -> int:
     """A base port with ``count`` raft ports and ``count`` API ports free."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base: int = s.getsockname()[1]
-        if base + 100 + count >= 65000 or base < 20000:
-            continue
+        base = random.randrange(PORTS_LOW, PORTS_HIGH - 100 - count)
         ports = [base + i for i in range(count)]
         ports += [base + 100 + i for i in range(count)]
         if all(_port_free(p) for p in ports):
