@@ -68,6 +68,9 @@ class Batcher:
     max_entries: int
     max_wait_ms: int
     max_inflight: int = 4
+    # An empty block is proposed when none was made for this long (None:
+    # never); see refresh_due.
+    refresh_ms: int | None = None
     queue: collections.deque[Pending] = field(default_factory=collections.deque)
     queued_entries: int = 0
     # Cosignatures collected from peers that no block has carried yet.
@@ -103,7 +106,8 @@ class Batcher:
         return deadline is not None and now_ms >= deadline
 
     def cut(self, now_ms: int) -> tuple[BatchInput, list[Pending]]:
-        """Take the next batch off the queue (precondition: the queue is not empty)."""
+        """Take the next batch off the queue (with the queue empty: a batch
+        of no submissions)."""
         taken: list[Pending] = []
         entries = 0
         while self.queue and len(taken) < self.max_submissions:
@@ -123,6 +127,21 @@ class Batcher:
         for sig in sigs[256:]:
             self.cosignatures[(sig.height, sig.agency)] = sig
         return batch, taken
+
+    def refresh_due(self, now_ms: int, last_block_ms: int, inflight: int) -> bool:
+        """Whether an empty block is due: nothing waits or is in flight, and
+        the last block (or, before any, the node's start) is ``refresh_ms``
+        old."""
+        if self.queue or inflight or self.refresh_ms is None:
+            return False
+        return now_ms - last_block_ms >= self.refresh_ms
+
+    def empty(self, now_ms: int) -> BatchInput:
+        """A batch without submissions: a block that moves the checkpoint's
+        time on (and carries what cosignatures are collected)."""
+        batch, taken = self.cut(now_ms)
+        assert not taken
+        return batch
 
     def fail_all(self, exc: BaseException) -> None:
         """Leadership was lost: nothing queued here will be proposed by us."""

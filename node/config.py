@@ -9,9 +9,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ledger.errors import ConfigError
+
+# The longest an idle ledger goes without a block by default (an hour).
+DEFAULT_REFRESH_MS: Final = 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,12 +63,24 @@ class NodeConfig:
     # took 0.25-0.7 s to apply on the 2-core test machine).
     batch_max_entries: int = 20_000
     batch_max_wait_ms: int = 5
+    # The leader makes an empty block when none was made for this long, so
+    # that the latest final checkpoint of an idle ledger stays fresh (a
+    # verifier calls one older than checkpoint_max_age_ms stale). None: a
+    # quarter of checkpoint_max_age_ms, at most an hour.
+    batch_refresh_ms: int | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     # How long a submission waits for commit (or a final checkpoint).
     submit_timeout_ms: int = 10_000
     rate_per_agency: float = 500.0
     # A verifier calls a checkpoint stale when older than this.
     checkpoint_max_age_ms: int = 24 * 3600 * 1000
+
+    @property
+    def refresh_ms(self) -> int:
+        """How long the ledger may go without a block (``batch_refresh_ms``)."""
+        if self.batch_refresh_ms is not None:
+            return self.batch_refresh_ms
+        return min(DEFAULT_REFRESH_MS, self.checkpoint_max_age_ms // 4)
 
     def peer(self, agency: str) -> PeerConfig:
         for peer in self.peers:
@@ -162,6 +177,7 @@ def load_config(path: Path) -> NodeConfig:
         batch_max_submissions=_opt(batch, "max_submissions", int, 2_000, where),
         batch_max_entries=_opt(batch, "max_entries", int, 20_000, where),
         batch_max_wait_ms=_opt(batch, "max_wait_ms", int, 5, where),
+        batch_refresh_ms=_opt(batch, "refresh_ms", int, None, where),
         max_body_bytes=_opt(limits, "max_body_bytes", int, 16 * 1024 * 1024, where),
         submit_timeout_ms=_opt(limits, "submit_timeout_ms", int, 10_000, where),
         rate_per_agency=_rate(limits, where),
@@ -175,6 +191,14 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(
             f"{where}: snapshot_interval, snapshot_bytes and submit_timeout_ms "
             "must be positive"
+        )
+    if cfg.checkpoint_max_age_ms < 4:
+        raise ConfigError(f"{where}: 'checkpoint_max_age_ms' must be at least 4")
+    if not 0 < cfg.refresh_ms < cfg.checkpoint_max_age_ms:
+        raise ConfigError(
+            f"{where}: [batch] 'refresh_ms' must be positive and below "
+            f"'checkpoint_max_age_ms' ({cfg.checkpoint_max_age_ms}), or an idle "
+            "ledger's checkpoints would look stale between refreshes"
         )
     if any(p.id == cfg.agency for p in cfg.peers):
         raise ConfigError(f"{where}: the node lists itself among its peers")

@@ -137,7 +137,11 @@ class Node:
             max_submissions=config.batch_max_submissions,
             max_entries=config.batch_max_entries,
             max_wait_ms=config.batch_max_wait_ms,
+            refresh_ms=config.refresh_ms,
         )
+        # Before any block, an idle ledger counts from the node's start.
+        self._started_ms = _now_ms()
+        self._last_block: tuple[int, int] = (0, self._started_ms)  # height, time
         self.soft = SoftState(role=Role.FOLLOWER, leader=None, term=0)
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
@@ -458,6 +462,36 @@ class Node:
         if self._lost:
             remove_lost(self.raft, self._lost)
         reconcile(self.raft, [a.id for a in self.store.trust.agencies])
+        self._maybe_refresh()
+
+    def _maybe_refresh(self) -> None:
+        """Propose an empty block once the ledger has been idle for
+        ``refresh_ms``: checkpoints are made only with blocks, and without
+        one the latest final checkpoint would grow stale for every verifier
+        (the verify page would call every document out of date)."""
+        if self.store.applied_index < self.raft.hard_state().commit:
+            return  # blocks still to apply: the last one is not known yet
+        now = _now_ms()
+        last = self._last_block_ms()
+        if not self.batcher.refresh_due(now, last, len(self._inflight)):
+            return
+        try:
+            index = self.raft.propose(self.batcher.empty(now).encode())
+        except ConsensusError as exc:
+            logger.debug("no refresh block agency=%s: %s", self.agency, exc)
+            return
+        self._inflight.append(index)
+        logger.info(
+            "proposed an empty block to keep checkpoints fresh agency=%s idle_ms=%d",
+            self.agency,
+            now - last,
+        )
+
+    def _last_block_ms(self) -> int:
+        height = self.store.height
+        if height != self._last_block[0]:
+            self._last_block = (height, self.store.header(height).time_ms)
+        return self._last_block[1]
 
     def _collect_cosignature(self, sig: Cosignature) -> None:
         if self.is_leader:

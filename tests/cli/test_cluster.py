@@ -182,3 +182,37 @@ def _add_to_raft_table(path: Path, line: str) -> None:
     text = path.read_text()
     assert "[raft]\n" in text
     path.write_text(text.replace("[raft]\n", f"[raft]\n{line}\n"))
+
+
+@pytest.mark.parametrize(
+    ("tables", "refresh_ms"),
+    [
+        ("", 3600 * 1000),  # an hour
+        ("[limits]\ncheckpoint_max_age_ms = 60000\n", 15_000),  # a quarter
+        ("[batch]\nrefresh_ms = 2000\n", 2000),
+    ],
+    ids=["default", "quarter-of-max-age", "set"],
+)
+def test_refresh_ms_keeps_below_the_checkpoint_age_verifiers_accept(
+    cluster: Path, tables: str, refresh_ms: int
+) -> None:
+    path = cluster / "police" / "node.toml"
+    path.write_text(path.read_text() + tables)
+    assert load_config(path).refresh_ms == refresh_ms
+
+
+@pytest.mark.parametrize(
+    "tables",
+    [
+        "[batch]\nrefresh_ms = 0\n",
+        "[batch]\nrefresh_ms = 86400000\n",  # not below the 24 h default age
+        "[batch]\nrefresh_ms = 5000\n[limits]\ncheckpoint_max_age_ms = 5000\n",
+    ],
+)
+def test_a_refresh_ms_not_below_the_checkpoint_age_is_refused(
+    cluster: Path, tables: str
+) -> None:
+    path = cluster / "police" / "node.toml"
+    path.write_text(path.read_text() + tables)
+    with pytest.raises(ConfigError, match="refresh_ms"):
+        load_config(path)

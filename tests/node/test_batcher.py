@@ -1,13 +1,16 @@
 """The batcher's bookkeeping (node/batcher.py): where each submission of an
-applied block starts in the log, which is what a receipt's leaf index is."""
+applied block starts in the log, which is what a receipt's leaf index is;
+when an idle leader's empty block is due."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from ledger.block import Cosignature
 from ledger.store import LedgerStore
 from ledger.submission import decode_submission
-from node.batcher import first_leaves
+from node.batcher import Batcher, Pending, first_leaves
 from tests.ledger.store_helpers import (
     T0,
     anchor,
@@ -44,3 +47,26 @@ def test_first_leaves_skip_rejected_submissions_and_match_the_stored_leaves(
             for offset, leaf in enumerate(entries):
                 assert store.leaf(start + offset) == leaf
         assert starts[-1] + 2 == block.header.tree_size
+
+
+def test_an_empty_block_is_due_only_when_idle_for_refresh_ms() -> None:
+    """What keeps an idle ledger's checkpoints fresh (Node._maybe_refresh)."""
+    batcher = Batcher(max_submissions=10, max_entries=100, max_wait_ms=5)
+    assert not batcher.refresh_due(10**9, 0, 0)  # refresh_ms None: never
+    batcher.refresh_ms = 1_000
+    assert not batcher.refresh_due(1_999, 1_000, 0)
+    assert batcher.refresh_due(2_000, 1_000, 0)
+    assert not batcher.refresh_due(2_000, 1_000, 1)  # a proposal in flight
+    loop = asyncio.new_event_loop()
+    try:
+        batcher.add(Pending(b"raw", 1, 1_000, loop.create_future()))
+        assert not batcher.refresh_due(5_000, 1_000, 0)  # a submission waits
+    finally:
+        loop.close()
+    batcher.queue.clear()
+    batcher.queued_entries = 0
+    sig = Cosignature(height=3, agency="moj", signature=b"\x01" * 64)
+    batcher.add_cosignature(sig)
+    empty = batcher.empty(2_000)
+    assert (empty.time_ms, empty.submissions, empty.cosignatures) == (2_000, (), (sig,))
+    assert batcher.cosignatures == {}
