@@ -178,7 +178,15 @@ def render_node_toml(layout: ClusterLayout, agency: str, *, compose: bool) -> st
         if not compose
         else "# node.toml as mounted in docker compose: peers are service names.\n"
     )
-    return header + tomli_w.dumps(node_config(layout, agency, compose=compose))
+    table = node_config(layout, agency, compose=compose)
+    peers = table.pop("peers")
+    assert isinstance(peers, list)
+    # Each peer as a [[peers]] table of its own (tomli_w would write them
+    # inline), so that an operator adds a new agency's node by appending one.
+    text = tomli_w.dumps(table)
+    for peer in peers:
+        text += "\n[[peers]]\n" + tomli_w.dumps(peer)
+    return header + text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -216,3 +216,21 @@ def test_a_refresh_ms_not_below_the_checkpoint_age_is_refused(
     path.write_text(path.read_text() + tables)
     with pytest.raises(ConfigError, match="refresh_ms"):
         load_config(path)
+
+
+def test_a_new_agencys_peers_entry_is_appended_as_the_readme_says(
+    cluster: Path,
+) -> None:
+    """Each peer is a [[peers]] table of its own, so appending one (README,
+    "Changing the trust list") gives a file that loads with the new peer."""
+    path = cluster / "police" / "node.toml"
+    path.write_text(
+        path.read_text() + '\n[[peers]]\nid = "land"\nraft = "127.0.0.1:7303"\n'
+        'api = "http://127.0.0.1:7403"\n'
+    )
+    peers = {p.id: p for p in load_config(path).peers}
+    assert set(peers) == {"justice", "health", "land"}
+    assert (peers["land"].raft_port, peers["land"].api_url) == (
+        7303,
+        "http://127.0.0.1:7403",
+    )
