@@ -28,6 +28,7 @@ from api.deps import NodeLike
 from api.limits import BodyBudget, RateLimiter
 from api.metrics import Metrics, create_metrics
 from api.problems import ProblemError, install_problem_handlers, problem_for
+from api.qr import QrRenderer
 from api.verify_page import STATIC_DIR, STATIC_PREFIX
 from ledger.store import LedgerStore
 
@@ -321,6 +322,7 @@ def create_app(
     app.state.body_budget = BodyBudget(BODY_BUDGET_BODIES * max_body_bytes)
     app.state.max_age_ms = max_age_ms
     app.state.limiter = RateLimiter(rate=rate_per_agency, burst=rate_per_agency * 2)
+    app.state.qr = QrRenderer()
     install_problem_handlers(app)
     app.include_router(routes_read.router)
     app.include_router(routes_documents.router)

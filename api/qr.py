@@ -14,12 +14,17 @@ of ordinary length come to about version 8.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
-from typing import Final
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import segno
+
+from ledger.kept import Kept
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,13 @@ def qr_url(public_url: str, doc_id: bytes, salt: bytes) -> str:
     if len(salt) != SALT_SIZE:
         raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
     return f"{public_url.rstrip('/')}/v/{doc_id.hex()}#{salt.hex()}"
+
+
+def check_fits(public_url: str) -> None:
+    """ValueError unless ``public_url`` makes valid verify URLs whose QR
+    codes fit in version 10: checked before a node serves, or an anchor
+    sends anything, with that URL."""
+    _make(qr_url(public_url, bytes(DOC_ID_SIZE), bytes(SALT_SIZE)))
 
 
 def _make(url: str) -> segno.QRCode:
@@ -95,3 +107,51 @@ def qr_svg(url: str) -> str:
         lineclass=None,
     )
     return buf.getvalue().decode("utf-8")
+
+
+QrKind = Literal["png", "svg"]
+_RENDER: Final[dict[str, Callable[[str], bytes]]] = {
+    "png": qr_png,
+    "svg": lambda url: qr_svg(url).encode("utf-8"),
+}
+
+
+class QrBusyError(Exception):
+    """More QR images are waiting to be made than ``QrRenderer`` queues."""
+
+
+class QrRenderer:
+    """Makes a node's QR images one at a time, in a thread of its own.
+
+    An image is some 20 ms of pure Python holding the interpreter lock.
+    Made in the web framework's pool of 40 threads, a flood of requests for
+    them (anyone can ask, for any id and salt) starved the event loop that
+    runs Raft until the leader lost its place. With one rendering thread the
+    loop keeps at least an even share of the lock; at most ``queue``
+    requests wait, and the next gets ``QrBusyError`` (a 503). The last
+    ``kept`` images made are kept: a holder fetching theirs again costs
+    nothing.
+    """
+
+    def __init__(self, *, queue: int = 16, kept: int = 256) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="qr")
+        self._queue = queue
+        self._waiting = 0
+        self._kept: Kept[tuple[str, str], bytes] = Kept(kept)
+
+    async def render(self, kind: QrKind, url: str) -> bytes:
+        """The image of ``url``; ValueError if it would need a version
+        above 10, QrBusyError if too many are waiting."""
+        found = self._kept.get((kind, url))
+        if found is not None:
+            return found
+        if self._waiting >= self._queue:
+            raise QrBusyError(f"{self._waiting} QR images are waiting to be made")
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(self._pool, _RENDER[kind], url)
+        finally:
+            self._waiting -= 1
+        self._kept.put((kind, url), image)
+        return image

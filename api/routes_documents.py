@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.deps import NodeLike, json_response, parse_doc_id
 from api.i18n import normalize_lang
 from api.problems import ProblemError
-from api.qr import qr_png, qr_svg, qr_url
+from api.qr import QrBusyError, QrKind, QrRenderer, qr_url
 from api.verify_page import VERIFY_PAGE_HEADERS, VerifyView, render_verify_page
 from ledger.bundle import build_bundle
 from ledger.entries import decode_entry, peek_kind
@@ -118,17 +118,28 @@ def _qr_target(request: Request, doc_id: str, salt: str | None) -> str:
     return qr_url(public_url, key, bytes.fromhex(salt))
 
 
+async def _qr(request: Request, kind: QrKind, target: str) -> bytes:
+    renderer: QrRenderer = request.app.state.qr
+    try:
+        return await renderer.render(kind, target)
+    except QrBusyError as exc:
+        raise ProblemError(
+            "unavailable", f"busy making QR codes ({exc})", headers={"Retry-After": "1"}
+        ) from exc
+
+
 @router.get("/v1/documents/{doc_id}/qr.png", tags=["documents"])
-def qr_png_route(request: Request, doc_id: str, salt: HexSalt = None) -> Response:
+async def qr_png_route(request: Request, doc_id: str, salt: HexSalt = None) -> Response:
     """The verify link as a PNG QR code (``salt``: the holder's salt, optional)."""
-    return Response(qr_png(_qr_target(request, doc_id, salt)), media_type="image/png")
+    image = await _qr(request, "png", _qr_target(request, doc_id, salt))
+    return Response(image, media_type="image/png")
 
 
 @router.get("/v1/documents/{doc_id}/qr.svg", tags=["documents"])
-def qr_svg_route(request: Request, doc_id: str, salt: HexSalt = None) -> Response:
+async def qr_svg_route(request: Request, doc_id: str, salt: HexSalt = None) -> Response:
     """The verify link as an SVG QR code."""
-    svg = qr_svg(_qr_target(request, doc_id, salt))
-    return Response(svg, media_type="image/svg+xml")
+    image = await _qr(request, "svg", _qr_target(request, doc_id, salt))
+    return Response(image, media_type="image/svg+xml")
 
 
 def verdict_view(request: Request, doc_id: str) -> VerifyView:

@@ -21,8 +21,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.app import create_app
 from api.metrics import Metrics, create_metrics
+from api.qr import check_fits
 from cli.coalesced import CoalescedTransport
 from ledger.block import Block
+from ledger.errors import ConfigError
 from node.config import NodeConfig, load_config
 from node.server import Node
 from node.throttle import EveryMinute
@@ -76,6 +78,11 @@ def run_node(config_path: Path) -> None:
 
 async def serve(config: NodeConfig) -> None:
     _warn_if_exposed(config.node_key)
+    try:
+        check_fits(config.public_url)
+    except ValueError as exc:
+        # Otherwise every QR code with a salt would be a 500.
+        raise ConfigError(f"{config.path}: [api] public_url: {exc}") from None
     node = Node(config)
     metrics = create_metrics()
     node.on_block.append(lambda block, seconds: _count_block(metrics, block))

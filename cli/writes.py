@@ -180,10 +180,10 @@ def _touching(
 def _checked_public_url(base: str) -> str:
     """``base`` if verify URLs can be made from it (UsageError otherwise):
     checked before anything is sent, since receipts come after."""
-    from api.qr import qr_url
+    from api.qr import check_fits
 
     try:
-        qr_url(base, bytes(32), bytes(16))
+        check_fits(base)
     except ValueError as exc:
         raise UsageError(f"cannot make verify links: {exc}") from None
     return base
@@ -587,7 +587,7 @@ def supersede(
                 issuer,
                 doc_type,
                 wait=mode,
-                public_url=public_url,
+                public_url=_checked_public_url(public_url or client.public_url()),
             )
         qr_paths = _save_receipts([anchored], out, qr=True)
     _print_results([result])

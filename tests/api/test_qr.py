@@ -1,11 +1,14 @@
-"""QR codes: the exact URL comes back through a real decoder (zbar)."""
+"""QR codes: the exact URL comes back through a real decoder (zbar); a
+node makes them one at a time and refuses a flood (api.qr.QrRenderer)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,7 +17,17 @@ import segno
 from PIL import Image
 from pyzbar import pyzbar
 
-from api.qr import MAX_VERSION, qr_png, qr_svg, qr_url
+import api.qr
+from api.qr import (
+    MAX_VERSION,
+    QrBusyError,
+    QrKind,
+    QrRenderer,
+    check_fits,
+    qr_png,
+    qr_svg,
+    qr_url,
+)
 
 DOC_ID = bytes(range(32))
 SALT = bytes(range(100, 116))
@@ -131,3 +144,73 @@ def test_svg_decodes_to_exact_url() -> None:
     url = qr_url(PUBLIC_URL, DOC_ID, SALT)
     decoded = pyzbar.decode(_rasterise(qr_svg(url)))
     assert [d.data.decode("ascii") for d in decoded] == [url]
+
+
+def test_a_public_url_too_long_for_a_qr_code_is_found_before_use() -> None:
+    check_fits(PUBLIC_URL)
+    with pytest.raises(ValueError, match="version"):
+        check_fits("https://verify." + "x" * 120 + ".gov.vn")
+    with pytest.raises(ValueError, match="http"):
+        check_fits("ftp://example.org")
+
+
+def test_the_renderer_makes_one_at_a_time_keeps_what_it_made_and_refuses_a_flood(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flood of QR requests must not occupy more than one thread (the
+    event loop that runs Raft keeps its share); beyond the queue: busy."""
+    running: list[int] = []
+    most = [0]
+    real_png = api.qr._RENDER["png"]
+
+    def slow_png(url: str) -> bytes:
+        running.append(1)
+        most[0] = max(most[0], len(running))
+        time.sleep(0.01)
+        running.pop()
+        return real_png(url)
+
+    monkeypatch.setitem(api.qr._RENDER, "png", slow_png)
+    renderer = QrRenderer(queue=4, kept=8)
+    urls = [qr_url(PUBLIC_URL, DOC_ID, bytes([n]) * 16) for n in range(6)]
+
+    async def flood() -> list[bytes | BaseException]:
+        return await asyncio.gather(
+            *(renderer.render("png", u) for u in urls), return_exceptions=True
+        )
+
+    answers = asyncio.run(flood())
+    made = [a for a in answers if isinstance(a, bytes)]
+    busy = [a for a in answers if isinstance(a, QrBusyError)]
+    assert (len(made), len(busy), most[0]) == (4, 2, 1)
+    for url, image in zip(urls, answers, strict=True):
+        if isinstance(image, bytes):
+            assert _decoded(image) == url
+    # Made before: kept, so neither queued nor made again.
+    monkeypatch.setitem(api.qr._RENDER, "png", lambda url: b"not made again")
+    assert asyncio.run(renderer.render("png", urls[0])) == made[0]
+
+
+def test_a_busy_renderer_is_a_503_with_retry_after() -> None:
+    from starlette.testclient import TestClient
+
+    from api.app import create_app
+    from tests.api.stubnode import BASE, StubNode
+
+    class Busy(QrRenderer):
+        async def render(self, kind: QrKind, url: str) -> bytes:
+            raise QrBusyError("16 QR images are waiting to be made")
+
+    app = create_app(StubNode(None), public_url=BASE)  # type: ignore[arg-type]
+    app.state.qr = Busy()
+    with TestClient(app) as client:
+        answer = client.get(f"/v1/documents/{DOC_ID.hex()}/qr.png")
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["type"].endswith("/unavailable")
+
+
+def _decoded(png: bytes) -> str:
+    found = pyzbar.decode(Image.open(io.BytesIO(png)))
+    assert len(found) == 1
+    return str(found[0].data.decode())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +237,24 @@ def test_a_new_agencys_peers_entry_is_appended_as_the_readme_says(
         7303,
         "http://127.0.0.1:7403",
     )
+
+
+def test_a_node_whose_public_url_makes_no_qr_code_refuses_to_start(
+    cluster: Path,
+) -> None:
+    """Otherwise it would serve a 500 for every QR code with a salt."""
+    path = cluster / "police" / "node.toml"
+    long_url = "https://verify." + "x" * 120 + ".gov.vn"
+    path.write_text(path.read_text().replace("http://127.0.0.1:7400", long_url))
+    assert load_config(path).public_url == long_url
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "node", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "public_url" in done.stderr and "version 11" in done.stderr
+    assert not (cluster / "police" / "data").exists()

@@ -711,15 +711,25 @@ def test_recover_refuses_a_file_that_is_not_a_salts_file(
     assert "row 0" in output and bad.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("notaurl", "http(s) URL"),
+        # Its QR codes would not fit version 10: found before, not after,
+        # the documents are on the ledger.
+        ("https://verify." + "x" * 120 + ".gov.vn", "version 11"),
+    ],
+)
 def test_a_bad_public_url_is_refused_before_sending(
-    node: FakeNode, tmp_path: Path
+    node: FakeNode, tmp_path: Path, url: str, says: str
 ) -> None:
     out = tmp_path / "receipts"
     size = node.chain.store.tree_size
     args = _anchor_args(tmp_path, out, *_docs(tmp_path, 1))
-    code, output = run(*args, "--public-url", "notaurl")
+    code, output = run(*args, "--public-url", url)
     assert code == 2, output
     assert "cannot make verify links" in output
+    assert says in output.replace("\n", "")
     assert node.chain.store.tree_size == size
     assert not list(out.glob(".anchor-*"))
 
