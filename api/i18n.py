@@ -110,6 +110,12 @@ MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
         "connection are needed).",
     ),
     "read_error": ("Không đọc được tệp.", "The file could not be read."),
+    "too_large": (
+        "Tệp quá lớn để kiểm tra trong trình duyệt (tối đa 1 GB). Hãy dùng lệnh "
+        "ledger verify.",
+        "The file is too large to check in the browser (1 GB at most). Use the "
+        "ledger verify command.",
+    ),
     "noscript": (
         "Cần bật JavaScript để kiểm tra tệp. Trạng thái ở trên không cần JavaScript.",
         "Checking a file needs JavaScript. The status above does not.",

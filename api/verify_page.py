@@ -328,6 +328,7 @@ def _file_check(view: VerifyView, lang: str) -> str:
         "msg-mismatch": text("file_mismatch", lang),
         "msg-no-crypto": text("no_crypto", lang),
         "msg-read-error": text("read_error", lang),
+        "msg-too-large": text("too_large", lang),
     }
     attrs = " ".join(f'data-{name}="{_e(value)}"' for name, value in data.items())
     # The input starts disabled; verify.js enables it once it has a salt and

@@ -1,7 +1,8 @@
 // The verify page's two small jobs that need a script.
 //
 // 1. Keep the URL fragment when switching language. The fragment holds the
-//    document's salt; a plain "?lang=en" link would drop it.
+//    document's salt; a plain "?lang=en" link would drop it. For the same
+//    reason the skip link moves the focus itself instead of going to #main.
 // 2. Check a PDF against the document id, on this device. The salt is in the
 //    fragment, which browsers never send to a server, so only the page can do
 //    it: doc_id = SHA-256(domain || salt || SHA-256(file)). The file is read
@@ -11,6 +12,21 @@
   "use strict";
 
   var SALT_HEX = /^[0-9a-f]{32}$/;
+  // The whole file is read into memory to be hashed (WebCrypto has no
+  // streaming digest); past this a phone may fail, so say why instead.
+  var MAX_FILE_BYTES = 1024 * 1024 * 1024;
+
+  function skipLinks() {
+    var links = document.querySelectorAll("a.skip");
+    for (var i = 0; i < links.length; i++) {
+      links[i].addEventListener("click", function (event) {
+        var target = document.getElementById("main");
+        if (!target) return;
+        event.preventDefault();
+        target.focus();
+      });
+    }
+  }
 
   function keepHash() {
     var links = document.querySelectorAll("a[data-keep-hash]");
@@ -51,6 +67,7 @@
 
   function init() {
     keepHash();
+    skipLinks();
     var box = document.getElementById("file-check");
     var input = document.getElementById("file-input");
     var zone = document.getElementById("drop-zone");
@@ -58,6 +75,7 @@
     var missing = document.getElementById("salt-missing");
     var hasCrypto = !!(window.crypto && window.crypto.subtle);
     var run = 0; // only the latest check may write the result
+    var checkedHash = null; // the fragment the result on screen was made with
 
     function show(kind, message) {
       result.className = "result " + kind;
@@ -72,9 +90,20 @@
       result.setAttribute("data-outcome", kind);
     }
 
+    function clear() {
+      run++; // a check still running is for the old fragment
+      result.className = "result";
+      result.textContent = "";
+      result.removeAttribute("data-outcome");
+      checkedHash = null;
+    }
+
     function refresh() {
       keepHash();
       if (!box) return;
+      // A result says whether the file matches with the salt it was made
+      // with; under another fragment it would say something false.
+      if (checkedHash !== null && checkedHash !== location.hash) clear();
       var salt = saltFromHash();
       missing.hidden = salt !== null;
       input.disabled = salt === null || !hasCrypto;
@@ -85,6 +114,8 @@
       var salt = saltFromHash();
       if (salt === null) return refresh();
       var mine = ++run;
+      checkedHash = location.hash;
+      if (file.size > MAX_FILE_BYTES) return show("error", box.dataset.msgTooLarge);
       show("pending", box.dataset.msgChecking);
       try {
         var bytes = await file.arrayBuffer();

@@ -367,3 +367,39 @@ def test_one_shot_helpers(site: Site, shots: Path) -> None:
     path = screenshot(f"{site.url}/v/{VALID}#{SALT.hex()}", shots / "cli-valid-vi.png")
     with Image.open(path) as image:
         assert image.size == (412, 915)
+
+
+def test_the_skip_link_moves_the_focus_and_keeps_the_salt(
+    site: Site, browser: Browser
+) -> None:
+    """Going to #main would replace the salt in the fragment, and with it
+    the keyboard user's file check."""
+    browser.get(f"{site.url}/v/{VALID}#{SALT.hex()}")
+    field_ = browser.find("#file-input")
+    settled(browser, lambda: browser.enabled(field_), "file input enabled")
+    # Shown only when it has the focus, as a keyboard user meets it.
+    browser.execute("document.querySelector('a.skip').focus()")
+    browser.click(browser.find("a.skip"))
+    focused = settled(
+        browser, lambda: browser.execute("return document.activeElement.id"), "focus"
+    )
+    assert focused == "main"
+    assert browser.execute("return location.hash") == f"#{SALT.hex()}"
+    assert browser.enabled(field_)
+
+
+def test_a_result_goes_when_the_salt_it_was_made_with_does(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    document = tmp_path / "certificate.pdf"
+    document.write_bytes(EXAMPLE.read_bytes())
+    url = f"{site.url}/v/{VALID}?lang=en#{SALT.hex()}"
+
+    def choose() -> None:
+        browser.upload(browser.find("#file-input"), document)
+
+    assert _check_file(site, browser, url, choose)[0] == "match"
+    result = browser.find("#file-result")
+    browser.execute(f"location.hash = '#{bytes(16).hex()}'")
+    settled(browser, lambda: browser.text(result) == "", "result cleared")
+    assert browser.attribute(result, "data-outcome") is None
