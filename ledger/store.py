@@ -29,7 +29,8 @@ leaves and log nodes against its log root, its body hash. With
 ``FULL_CHECK_MAX_LEAVES`` leaves, it walks every block too, so one altered
 byte in any leaf, log node, block or status is refused with
 ``CorruptStoreError`` naming the block. For bigger stores the node calls
-``verify_integrity(full=True)`` in the background (it reads a snapshot).
+``verify_integrity(full=True)`` in the background (it reads a snapshot;
+``node.integrity``) and stops if it fails.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,19 +238,22 @@ class LedgerStore:
             ) from exc
         return _Tip(meta, log, trust)
 
-    def verify_integrity(self, *, full: bool) -> None:
+    def verify_integrity(
+        self, *, full: bool, pace: Callable[[int], None] | None = None
+    ) -> None:
         """Check the store against itself (see ``ledger.store_check``).
 
         ``full=False`` is the tip check ``open`` always runs; ``full=True``
         walks every block, over a snapshot, so it may run in a background
-        thread while blocks are applied. Raises ``CorruptStoreError``.
+        thread while blocks are applied (``pace``: see ``check_full``).
+        Raises ``CorruptStoreError``.
         """
         with self._consistent() as (tip, kv):
             try:
                 # The full walk first: it names the block an altered leaf is in,
                 # where the tip check can only name the first block it affects.
                 if full:
-                    check_full(kv, chain_id=self._chain_id, meta=tip.meta)
+                    check_full(kv, chain_id=self._chain_id, meta=tip.meta, pace=pace)
                 check_tip(kv, chain_id=self._chain_id, meta=tip.meta)
             except CorruptStoreError as exc:
                 logger.error(

@@ -18,7 +18,7 @@ What each catches (both raise ``CorruptStoreError`` naming the block):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from ledger.block import block_hash, verify_body
@@ -185,11 +185,23 @@ def check_chain(kv: RawKV, *, chain_id: bytes, meta: Meta) -> None:
         raise _corrupt(max(height, meta.height), "blocks end elsewhere than the tip")
 
 
-def check_full(kv: RawKV, *, chain_id: bytes, meta: Meta) -> None:
-    """Walk everything (see the module doc); O(log n) + one block of memory."""
+def check_full(
+    kv: RawKV,
+    *,
+    chain_id: bytes,
+    meta: Meta,
+    pace: Callable[[int], None] | None = None,
+) -> None:
+    """Walk everything (see the module doc); O(log n) + one block of memory.
+
+    ``pace``, if given, is called after each block with its height (a
+    background walk sleeps there, to leave the node its processor).
+    """
     log = MerkleLog(DictNodeStore(), 0)  # appends never read
     prev, height = chain_id, 0
     for record in _records(kv):
+        if pace is not None and height:
+            pace(height)
         header = record.header
         height = header.height
 

@@ -73,6 +73,7 @@ from node.config import NodeConfig
 from node.cosign import Cosigner
 from node.frames import CosigFrame, LostFrame, decode_frame, lost_frame, raft_frame
 from node.intake import precheck
+from node.integrity import IntegrityWalk
 from node.membership import initial_conf, reconcile, remove_lost
 from node.peers import Peers
 
@@ -161,6 +162,7 @@ class Node:
         # Called once if the driver dies; the process should then exit.
         self.on_fatal: list[Callable[[BaseException], None]] = []
         self.applier.on_fatal.append(self._fatal)
+        self.integrity = IntegrityWalk(self.store, self._fatal)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -173,6 +175,8 @@ class Node:
         await self.peers.start()
         self.applier.start()
         self._task = asyncio.create_task(self._run(), name=f"raft-{self.agency}")
+        if IntegrityWalk.needed(self.store):
+            self.integrity.start(asyncio.get_running_loop())
         conf = self.raft.conf_state()
         logger.info(
             "node started agency=%s height=%d tree_size=%d applied=%d commit=%d "
@@ -190,6 +194,7 @@ class Node:
         """Hand leadership over if we hold it, then close everything."""
         await self._transfer_before_stop()
         self._stopping = True
+        await self.integrity.stop()
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
@@ -573,6 +578,9 @@ class Node:
         await self.applier.drained()
         if snap.index <= self.store.applied_index:
             return
+        # The install swaps the store's database; the walk of the old one
+        # is moot (the next start walks the new one).
+        await self.integrity.stop()
         trust = self.store.trust
         urls = [u for u in (self.leader_url(),) if u is not None]
         urls += [u for u in self.peers.api_urls() if u not in urls]
