@@ -49,6 +49,8 @@ def handle_append(r: Raft, m: Message) -> None:
         last_new, written = result
         r.note_appended(written)
         r.prune_conf()
+        if r.passive and log.committed >= m.commit:
+            r.note_caught_up(m.src)
         _ack(r, m.src, last_new)
         return
     # Tell the leader where our logs might agree: the last entry at or below

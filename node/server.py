@@ -74,6 +74,7 @@ from node.cosign import Cosigner
 from node.frames import CosigFrame, LostFrame, decode_frame, lost_frame, raft_frame
 from node.intake import precheck
 from node.integrity import IntegrityWalk
+from node.marker import DataMarker
 from node.membership import initial_conf, reconcile, remove_lost
 from node.peers import Peers
 
@@ -124,16 +125,28 @@ class Node:
         self.raft_storage = LevelDBStorage(
             config.data_dir / "raft", initial_conf([a.id for a in genesis.agencies])
         )
+        self.data_marker = DataMarker(config.data_dir)
+        lost = self.data_marker.lost(self.raft_storage)
+        if lost:
+            logger.warning(
+                "data folder lost agency=%s path=%s: this node grants no vote "
+                "until it has caught up from a leader (the votes and entries it "
+                "acknowledged are gone)",
+                self.agency,
+                config.data_dir,
+            )
         self.raft = Raft(
             RaftConfig(
                 id=self.agency,
                 election_tick=config.election_ticks,
                 heartbeat_tick=config.heartbeat_ticks,
                 applied=self.store.applied_index,
+                guard_blank=lost,
             ),
             self.raft_storage,
             random.Random(secrets.randbits(64)),
         )
+        self._was_passive = self.raft.passive
         self.batcher = Batcher(
             max_submissions=config.batch_max_submissions,
             max_entries=config.batch_max_entries,
@@ -460,6 +473,10 @@ class Node:
 
     def _on_tick(self) -> None:
         self.cosigner.tick()
+        self.data_marker.note_held(self.raft_storage)
+        if self._was_passive and not self.raft.passive:
+            self._was_passive = False
+            logger.info("caught up after a lost data folder agency=%s", self.agency)
         self.peers.leader_known(self.soft.leader is not None, self._election_s())
         if not self.is_leader:
             self._lost.clear()

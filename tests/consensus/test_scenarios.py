@@ -20,7 +20,7 @@ from consensus.messages import (
     Role,
     Snapshot,
 )
-from consensus.storage import SnapshotOutOfDateError
+from consensus.storage import MemoryStorage, SnapshotOutOfDateError
 from ledger.errors import ConsensusError, NotLeaderError
 from tests.consensus.cluster import Cluster
 
@@ -381,3 +381,74 @@ def test_single_voter_commits_alone() -> None:
     assert c.nodes["n1"].applied[-1] == Entry(c.raft("n1").term, index, data=b"solo")
     c.read("n1", b"q")
     assert c.nodes["n1"].readies[-1].read_states[0].index == index
+
+
+def _wipe(c: Cluster, nid: str) -> None:
+    """The node's data directory deleted: it restarts as blank as at genesis."""
+    c.crash(nid)
+    c.nodes[nid].storage = MemoryStorage(c.genesis)
+    c.restart(nid)
+
+
+def test_a_wiped_node_does_not_vote_a_stale_log_into_leadership() -> None:
+    """An entry committed on {n1, n2}; n1 crashes and n2 loses its disk. A
+    blank n2 voting would let stale n3 win without the entry (the fork a
+    review found on real nodes); guarded, n2 waits, and n1 comes back."""
+    c = Cluster(["n1", "n2", "n3"], guard_blank=True)
+    c.elect("n1", "n2", "n3")  # genesis: blank logs elect as ever
+    c.settle("n1", "n2", "n3")
+    c.propose("n1", b"acknowledged")
+    c.take(to("n3"))  # n3 is cut off: it never gets the entry
+    c.settle("n1", "n2")
+    index = c.committed("n1")
+    assert c.raft("n1").log.term(index) == c.raft("n1").term
+    c.crash("n1")
+    _wipe(c, "n2")
+    assert c.raft("n2").passive
+    with pytest.raises(AssertionError, match="did not win"):
+        c.elect("n3", "n2")
+    assert c.leaders() == []
+    c.restart("n1")
+    c.elect("n1", "n3")
+    c.settle("n1", "n2", "n3")
+    for nid in ("n1", "n2", "n3"):
+        assert any(e.data == b"acknowledged" for e in c.nodes[nid].applied)
+    # Caught up with a leader that committed in its term: n2 votes again.
+    assert not c.raft("n2").passive
+    assert c.raft("n2").vote == "n1"
+
+
+def test_blank_nodes_at_genesis_elect_once_a_quorum_of_them_asked() -> None:
+    """Five blank nodes: a vote request from a blank log counts towards the
+    quorum of blank nodes that only genesis has (self and two others)."""
+    c = Cluster(["n1", "n2", "n3", "n4", "n5"], guard_blank=True)
+    with pytest.raises(AssertionError, match="did not win"):
+        c.elect("n1", "n2", "n3", "n4", "n5")  # one blank candidate: not enough
+    assert all(c.raft(n).passive for n in ("n3", "n4", "n5"))
+    c.elect("n2", "n1", "n3", "n4", "n5")  # a second blank node asks: enough
+    assert c.leaders() == ["n2"]
+    assert not any(c.raft(n).passive for n in ("n2", "n3", "n4", "n5"))
+
+
+def test_a_wiped_node_that_campaigns_wins_nothing() -> None:
+    """It may ask (at genesis that is how the first leader comes), but with
+    its empty log no node holding entries grants it a vote."""
+    c = Cluster(["n1", "n2", "n3"], guard_blank=True)
+    c.elect("n1", "n2", "n3")
+    c.settle("n1", "n2", "n3")
+    c.propose("n1", b"entry")
+    c.settle("n1", "n2", "n3")
+    c.crash("n1")
+    _wipe(c, "n3")
+    with pytest.raises(AssertionError, match="did not win"):
+        c.elect("n3", "n2")
+    # Nor does n2 win n3's vote, though it holds the entry: n3 cannot tell
+    # it from a stale log. One node lost and one down: no quorum, as with
+    # two nodes down, until n1 is back.
+    with pytest.raises(AssertionError, match="did not win"):
+        c.elect("n2", "n3")
+    c.restart("n1")
+    c.elect("n2", "n1", "n3")
+    c.settle("n1", "n2", "n3")
+    assert any(e.data == b"entry" for e in c.nodes["n3"].applied)
+    assert not c.raft("n3").passive
