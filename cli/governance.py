@@ -59,7 +59,23 @@ def _read(path: Path) -> dict[str, Value]:
 
 
 def _write(path: Path, proposal: dict[str, Value]) -> None:
-    path.write_text(json.dumps(proposal, indent=2) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(proposal, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _check_change(entry: Governance, trust: TrustList) -> None:
+    """Refuse, with its reason, a change the ledger would refuse when
+    applied (``governance_invalid``, whose block keeps only the code): an
+    unknown agency to remove, a malformed agency to add, a key to retire
+    that is not active, a change that leaves no agency."""
+    try:
+        trust.apply_governance(entry)
+    except RuleViolation as exc:
+        raise UsageError(
+            f"the ledger would refuse this change: {exc.message}"
+        ) from None
 
 
 def _approvals(proposal: dict[str, Value]) -> tuple[Approval, ...]:
@@ -141,6 +157,17 @@ def propose(
             raise UsageError(f"{out} exists already")
         with common.make_client(node, timeout=timeout) as client:
             trust = client.trust_list()
+        try:
+            change = Governance(
+                issuer=trust.agencies[0].id,
+                action=action,
+                params=values,
+                version=trust.version + 1,
+                approvals=(),
+            )
+        except EncodingError as exc:
+            raise UsageError(f"{params}: {exc}") from exc
+        _check_change(change, trust)
         proposal: dict[str, Value] = {
             "origin": trust.origin,
             "action": action,
@@ -210,7 +237,9 @@ def submit(
         with common.make_client(node, timeout=timeout) as client:
             if client.origin() != proposal["origin"]:
                 raise RuleViolation("governance_invalid", "proposal of another chain")
-            _check_approvals(entry, client.trust_list())
+            trust = client.trust_list()
+            _check_approvals(entry, trust)
+            _check_change(entry, trust)
             sub = sign_submission(
                 str(proposal["origin"]), issuer, [encode_entry(entry)], signer
             )

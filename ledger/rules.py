@@ -210,7 +210,12 @@ class _Pending:
         try:
             return self.trust.agency(self.sub.agency)
         except KeyError:
-            raise RuleViolation("unknown_agency", self.sub.agency) from None
+            gone = _not_listed(self.sub.agency)
+            raise RuleViolation("unknown_agency", gone) from None
+
+
+def _not_listed(agency: str) -> str:
+    return f"agency {agency!r} is not in the trust list"
 
 
 def apply_batch(
@@ -301,7 +306,7 @@ def _check_submission(overlay: _Overlay, raw: bytes, time_ms: int) -> _Pending:
     try:
         agency = overlay.trust.agency(sub.agency)
     except KeyError:
-        raise RuleViolation("unknown_agency", sub.agency) from None
+        raise RuleViolation("unknown_agency", _not_listed(sub.agency)) from None
     key = find_issuer_key(sub, agency.issuer_keys)
 
     # (3): one signature over the root of the leaf hashes; the hashes are

@@ -52,7 +52,9 @@ def precheck(
     try:
         agency = trust.agency(sub.agency)
     except KeyError:
-        raise RuleViolation("unknown_agency", sub.agency) from None
+        raise RuleViolation(
+            "unknown_agency", f"agency {sub.agency!r} is not in the trust list"
+        ) from None
     try:
         verify_submission(sub, trust.origin, agency.issuer_keys)
     except VerificationError as exc:

@@ -1,6 +1,7 @@
-"""``ledger governance``'s pre-check (cli/governance.py): it must count
-approvals exactly as the ledger does (ledger.trust), or it would pass what
-the ledger refuses after a round of consensus, or refuse what it takes."""
+"""``ledger governance``'s pre-checks (cli/governance.py): they must count
+approvals, and judge the change itself, exactly as the ledger does
+(ledger.trust), or they would pass what the ledger refuses after a round of
+consensus, or refuse what it takes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.governance import _check_approvals
+from cli.governance import _check_approvals, _check_change, _write
 from cli.main import app
 from cli.verifying import UsageError
 from ledger.codec import Value
@@ -115,3 +116,42 @@ def test_approving_twice_says_so_and_keeps_one_approval(tmp_path: Path) -> None:
         again.output
     )
     assert len(json.loads(proposal.read_text())["approvals"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "says"),
+    [
+        ("remove_agency", {"id": "zulu"}, "zulu"),
+        (
+            "rotate_issuer_key",
+            {"id": "police", "issuer_key": "11" * 32, "retire": "22" * 32},
+            "not an active issuer key",
+        ),
+    ],
+    ids=["unknown-agency", "retire-inactive-key"],
+)
+def test_a_change_the_ledger_would_refuse_is_refused_with_its_reason(
+    action: str, params: dict[str, Value], says: str
+) -> None:
+    """The block of a refused change keeps only `governance_invalid`; the
+    command says why, before anything is sent (propose and submit)."""
+    entry = Governance(
+        issuer="health", action=action, params=params, version=TRUST.version + 1
+    )
+    with pytest.raises(RuleViolation):
+        TRUST.apply_governance(entry)  # what the ledger does when applied
+    with pytest.raises(UsageError, match=f"would refuse this change: .*{says}"):
+        _check_change(entry, TRUST)
+
+
+def test_the_pre_check_passes_what_the_ledger_takes() -> None:
+    entry = _entry()
+    TRUST.apply_governance(entry)
+    _check_change(entry, TRUST)
+
+
+def test_a_proposal_that_cannot_be_written_is_an_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(UsageError, match="cannot write"):
+        _write(tmp_path / "no-folder" / "p.json", {"origin": TRUST.origin})
