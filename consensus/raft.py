@@ -81,8 +81,9 @@ class RaftConfig:
     max_msg_bytes: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
-    # A node that starts with nothing stored (no term, no entries) grants no
-    # vote until it knows it may; see ``Raft.passive``.
+    # The driver knows this node's storage was lost: if it starts with
+    # nothing stored, it neither campaigns nor votes until caught up
+    # (``Raft.passive``).
     guard_blank: bool = False
     # Index the application has already applied durably (0: replay all).
     applied: int = 0
@@ -152,21 +153,18 @@ class Raft:
         self.prev_hard = hs
         self.prev_soft = SoftState(Role.FOLLOWER, None, hs.term)
         self.pending_ready: Ready | None = None
-        # Blank start guard. A node that lost its storage (a deleted data
-        # directory) comes back as blank as one at genesis, with its votes
-        # and its acknowledged entries gone: voting then could elect a leader
-        # without entries committed on the quorum it was part of. So a blank
-        # node is passive (it grants no vote) until
-        # (1) vote requests from blank logs show a quorum of blank nodes,
-        # which only genesis has (an entry committed is on a quorum; a
-        # single lost disk leaves the rest holding it), or (2) it has caught
-        # up with a leader that committed in its term, which then holds
-        # every entry committed before (leader completeness). It may still
-        # campaign: with its empty log only other blank nodes grant it a vote.
+        # Lost-state guard. A node whose storage was lost (a deleted data
+        # folder; the driver knows it by a marker kept beside the folder)
+        # comes back blank, with its votes and its acknowledged entries gone:
+        # voting then, or campaigning (blank nodes that never ran would vote
+        # for it), could elect a leader without entries committed on a quorum
+        # it was part of, or a second leader in a term it voted in. So such a
+        # node is passive (it neither campaigns nor grants a vote) until it
+        # has caught up with a leader that committed in its term, which then
+        # holds every entry committed before (leader completeness).
         self.passive = (
             config.guard_blank and hs.term == 0 and self.log.last_index() == 0
         )
-        self.blank_peers: set[str] = set()
         self._replay_conf_changes()
         self.become_follower(self.term, None)
 
@@ -192,22 +190,18 @@ class Raft:
         return self.conf
 
     def promotable(self) -> bool:
-        return self.id in self.conf.voters and self.log.unstable.snapshot is None
-
-    def note_blank_candidate(self, m: Message) -> None:
-        """While passive: ``m`` asks for a vote; one from a blank log counts
-        towards the quorum of blank nodes that shows genesis (case 1)."""
-        if m.index == 0 and self.log.last_index() == 0 and m.src in self.conf.voters:
-            self.blank_peers.add(m.src)
-            if len(self.blank_peers | {self.id}) >= self.quorum():
-                self.passive = False
+        return (
+            self.id in self.conf.voters
+            and self.log.unstable.snapshot is None
+            and not self.passive
+        )
 
     def note_caught_up(self, leader: str) -> None:
         """While passive: after an append from ``leader`` (this term's) that
         brought our commit index up to its own (an append carries the
         leader's whole commit index; a heartbeat only what it knows we
         hold, so it cannot tell), check that the entry there is of its term,
-        that is, the leader has committed in its term (case 2).
+        that is, the leader has committed in its term.
         The vote we may have cast in this term before losing it is unknown:
         count it as cast for this leader, so no second one goes out."""
         log = self.log
@@ -268,8 +262,6 @@ class Raft:
         self.role = Role.CANDIDATE
 
     def become_leader(self) -> None:
-        # A quorum found our log up to date: nothing of ours was lost.
-        self.passive = False
         self.reset(self.term)
         self.lead = self.id
         self.role = Role.LEADER
@@ -372,8 +364,6 @@ class Raft:
     def _handle_vote_request(self, m: Message) -> None:
         pre = m.type is MT.PRE_VOTE
         resp = MT.PRE_VOTE_RESP if pre else MT.VOTE_RESP
-        if self.passive:
-            self.note_blank_candidate(m)
         can_vote = not self.passive and (
             self.vote == m.src
             or (self.vote is None and self.lead is None)

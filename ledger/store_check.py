@@ -194,8 +194,9 @@ def check_full(
 ) -> None:
     """Walk everything (see the module doc); O(log n) + one block of memory.
 
-    ``pace``, if given, is called after each block with its height (a
-    background walk sleeps there, to leave the node its processor).
+    ``pace``, if given, is called after each block and every
+    ``PACE_VALUES`` state values (a background walk sleeps there, to leave
+    the node its processor, and may raise there to stop).
     """
     log = MerkleLog(DictNodeStore(), 0)  # appends never read
     prev, height = chain_id, 0
@@ -228,7 +229,7 @@ def check_full(
         raise _corrupt(height, "leaves stored beyond the tree size")
 
     # (5): every stored status hashes into the state root.
-    if state_root_of_values(kv) != meta.state_root:
+    if state_root_of_values(kv, pace=pace) != meta.state_root:
         raise _corrupt(height, "state values do not hash to the state root")
 
 
@@ -278,15 +279,32 @@ def _subtree(stream: _Peek, depth: int) -> bytes:
     return node_hash(left, _subtree(stream, depth + 1))
 
 
-def state_root_of_values(kv: RawKV) -> bytes:
-    """The state root over every stored value, streamed in key order."""
+# A background walk's ``pace`` is called after this many state values too.
+PACE_VALUES: Final = 10_000
+
+
+def state_root_of_values(
+    kv: RawKV, *, pace: Callable[[int], None] | None = None
+) -> bytes:
+    """The state root over every stored value, streamed in key order
+    (``pace``, if given, is called with the count after every
+    ``PACE_VALUES`` values)."""
     start = len(VALUE_PREFIX)
+
+    def values() -> Iterator[tuple[bytes, bytes]]:
+        for count, item in enumerate(
+            kv.scan(VALUE_PREFIX, prefix_end(VALUE_PREFIX)), start=1
+        ):
+            yield item
+            if pace is not None and count % PACE_VALUES == 0:
+                pace(count)
+
     items = (
         (
             int.from_bytes(skey[start:], "big"),
             state_leaf_hash(skey[start:], value_hash(value)),
         )
-        for skey, value in kv.scan(VALUE_PREFIX, prefix_end(VALUE_PREFIX))
+        for skey, value in values()
     )
     stream = _Peek(items)
     if stream.peek(0) is None:

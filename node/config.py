@@ -13,8 +13,11 @@ from typing import Any, Final
 
 from ledger.errors import ConfigError
 
-# The longest an idle ledger goes without a block by default (an hour).
+# The longest an idle ledger goes without a block by default (an hour), and
+# the shortest that may be set (a second: a block, and a round of
+# cosignatures, per tick otherwise).
 DEFAULT_REFRESH_MS: Final = 3600 * 1000
+MIN_REFRESH_MS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,13 +195,16 @@ def load_config(path: Path) -> NodeConfig:
             f"{where}: snapshot_interval, snapshot_bytes and submit_timeout_ms "
             "must be positive"
         )
-    if cfg.checkpoint_max_age_ms < 4:
-        raise ConfigError(f"{where}: 'checkpoint_max_age_ms' must be at least 4")
-    if not 0 < cfg.refresh_ms < cfg.checkpoint_max_age_ms:
+    if cfg.checkpoint_max_age_ms < 2 * MIN_REFRESH_MS:
         raise ConfigError(
-            f"{where}: [batch] 'refresh_ms' must be positive and below "
-            f"'checkpoint_max_age_ms' ({cfg.checkpoint_max_age_ms}), or an idle "
-            "ledger's checkpoints would look stale between refreshes"
+            f"{where}: 'checkpoint_max_age_ms' must be at least {2 * MIN_REFRESH_MS}"
+        )
+    if not MIN_REFRESH_MS <= cfg.refresh_ms <= cfg.checkpoint_max_age_ms // 2:
+        raise ConfigError(
+            f"{where}: [batch] 'refresh_ms' must be from {MIN_REFRESH_MS} to half "
+            f"of 'checkpoint_max_age_ms' ({cfg.checkpoint_max_age_ms // 2}): "
+            "more, and an idle ledger's checkpoints would look stale before the "
+            "next refresh is final; less, and it would make a block per tick"
         )
     if any(p.id == cfg.agency for p in cfg.peers):
         raise ConfigError(f"{where}: the node lists itself among its peers")

@@ -9,8 +9,9 @@ node, a block) stops the node, naming the block, as ``open`` would have
 refused to start it. Until the walk is done the node serves what it has,
 as every node does between two restarts.
 
-The walk sleeps after each block for ``REST`` times as long as the block
-took, so it takes at most a third of one processor from the node.
+The walk sleeps after each block, and every ``PACE_VALUES`` state values,
+for ``REST`` times as long as the step took, so it takes at most a third of
+one processor from the node.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from ledger.store import FULL_CHECK_MAX_LEAVES, LedgerStore
 logger = logging.getLogger(__name__)
 
 REST: Final = 2.0
-# Seconds to wait for the walk to finish the block it is in when it is asked
-# to stop (a block of 20,000 leaves takes well under one).
+# Seconds between warnings while the walk, asked to stop, finishes the step
+# it is in (a block of 20,000 leaves, or PACE_VALUES state values: well
+# under one).
 STOP_WAIT_S: Final = 30.0
 
 
@@ -63,17 +65,20 @@ class IntegrityWalk:
         self._thread.start()
 
     async def stop(self) -> None:
-        """End the walk at its next block, and wait for it: the store must
-        not be closed (the node stopping) or swapped (a snapshot installed)
-        under a read in another thread."""
+        """End the walk at its next pause, and wait until it has: the store
+        must not be closed (the node stopping) or swapped (a snapshot
+        installed) under a read in another thread."""
         self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join, STOP_WAIT_S)
+        thread = self._thread
+        while thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, STOP_WAIT_S)
+            if thread.is_alive():
+                logger.warning("integrity walk still running; waiting for it")
 
     def _walk(self, loop: asyncio.AbstractEventLoop) -> None:
         started = last = time.monotonic()
 
-        def pace(height: int) -> None:
+        def pace(_done: int) -> None:
             nonlocal last
             if self._stop.wait(self._rest * (time.monotonic() - last)):
                 raise _WalkStoppedError

@@ -8,7 +8,7 @@ win and drop entries committed with its own earlier acknowledgements (a
 review reproduced exactly that fork on real nodes). Such a node must not
 vote until it has caught up (``consensus.raft.Raft.passive``).
 
-So once the Raft log holds anything, the node leaves a marker file beside
+So before the node first saves Raft state, it leaves a marker file beside
 the data folder (``DIR/ID/.data-created`` for ``DIR/ID/data``), where
 deleting the folder does not take it: an empty log with the marker there
 means the folder was lost. Without the marker (a node's first start, or a
@@ -19,6 +19,7 @@ votes as Raft always did.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from consensus.storage import LogStorage
@@ -43,16 +44,25 @@ class DataMarker:
         """Whether ``storage`` is empty although it once held Raft state."""
         return self._held and _blank(storage)
 
-    def note_held(self, storage: LogStorage) -> None:
-        """Leave the marker once ``storage`` holds anything (cheap when done)."""
-        if self._held or self._failed or _blank(storage):
+    def before_save(self) -> None:
+        """Leave the marker, synced, before Raft state is first saved: a vote
+        or an acknowledgement then never leaves a node that could lose its
+        folder unrecognized. Cheap once done (or once it failed)."""
+        if self._held or self._failed:
             return
         try:
-            self.path.write_text(
-                "This node's data folder held Raft state. If the folder is lost, "
-                "the node will not vote until it has caught up.\n",
-                encoding="utf-8",
-            )
+            with open(self.path, "w", encoding="utf-8") as out:
+                out.write(
+                    "This node's data folder held Raft state. If the folder is "
+                    "lost, the node will not vote until it has caught up.\n"
+                )
+                out.flush()
+                os.fsync(out.fileno())
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
             self._failed = True
             logger.warning(

@@ -473,7 +473,6 @@ class Node:
 
     def _on_tick(self) -> None:
         self.cosigner.tick()
-        self.data_marker.note_held(self.raft_storage)
         if self._was_passive and not self.raft.passive:
             self._was_passive = False
             logger.info("caught up after a lost data folder agency=%s", self.agency)
@@ -547,6 +546,9 @@ class Node:
             # on meanwhile; this loop waits for it, so nothing is sent early,
             # and what arrives meanwhile is batched into the next ready.
             if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+                # Before the first state is saved, so that no vote or
+                # acknowledgement leaves without it (node.marker).
+                self.data_marker.before_save()
                 self._raft_io = asyncio.ensure_future(
                     asyncio.to_thread(
                         self.raft_storage.save_ready,

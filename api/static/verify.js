@@ -96,6 +96,7 @@
       result.textContent = "";
       result.removeAttribute("data-outcome");
       checkedHash = null;
+      input.value = ""; // so that choosing the same file again checks it
     }
 
     function refresh() {

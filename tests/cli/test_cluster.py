@@ -208,8 +208,9 @@ def test_refresh_ms_keeps_below_the_checkpoint_age_verifiers_accept(
     "tables",
     [
         "[batch]\nrefresh_ms = 0\n",
-        "[batch]\nrefresh_ms = 86400000\n",  # not below the 24 h default age
-        "[batch]\nrefresh_ms = 5000\n[limits]\ncheckpoint_max_age_ms = 5000\n",
+        "[batch]\nrefresh_ms = 999\n",  # a block per tick, or nearly
+        "[batch]\nrefresh_ms = 43200001\n",  # over half the 24 h default age
+        "[batch]\nrefresh_ms = 3000\n[limits]\ncheckpoint_max_age_ms = 5000\n",
     ],
 )
 def test_a_refresh_ms_not_below_the_checkpoint_age_is_refused(

@@ -1,13 +1,14 @@
 """``node.integrity.IntegrityWalk``: the full walk ``LedgerStore.open`` leaves
 to the node for a large store finds one altered byte of a leaf and reports
 it, naming the block, through the node's fatal path; it passes an honest
-store, paces itself, and ends when asked to."""
+store, rests between blocks, and ends when asked to."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,8 +77,21 @@ def test_an_altered_leaf_is_reported_naming_its_block(path: Path) -> None:
     assert error.height == 4
 
 
-def test_an_honest_store_passes(store: LedgerStore) -> None:
-    assert _walk(store, rest=0.5) == []
+def test_an_honest_store_passes_and_the_walk_rests_between_blocks(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rests: list[float] = []
+    real_wait = threading.Event.wait
+
+    def wait(self: threading.Event, timeout: float | None = None) -> bool:
+        if timeout is not None and threading.current_thread().name == "integrity":
+            rests.append(timeout)
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(threading.Event, "wait", wait)
+    assert _walk(store, rest=2.0) == []
+    # Twice as long as each of the four blocks after the first took.
+    assert len(rests) == 4 and all(r > 0 for r in rests)
 
 
 def test_the_walk_ends_when_the_node_stops(store: LedgerStore) -> None:

@@ -1,6 +1,6 @@
 """``node.marker.DataMarker``: an empty Raft log is "lost" only if the
-folder once held Raft state (the marker beside it says so), never at a
-node's first start."""
+folder was about to hold Raft state (the marker beside it, left before the
+first save, says so), never at a node's first start."""
 
 from __future__ import annotations
 
@@ -29,17 +29,17 @@ def test_first_start_is_not_a_loss_and_the_marker_waits_for_state(
     data.mkdir(parents=True)
     marker = DataMarker(data)
     blank = MemoryStorage(CONF)
-    assert not marker.lost(blank)
-    marker.note_held(blank)  # nothing held yet: no marker
+    assert not marker.lost(blank)  # a first start: it may vote
     assert not marker.path.exists()
-    marker.note_held(_held())
+    marker.before_save()  # the node is about to save its first state
     assert marker.path == tmp_path / "police" / ".data-created"
     assert marker.path.is_file()
+    assert not marker.lost(_held())
 
 
 def test_an_empty_log_beside_the_marker_is_a_lost_folder(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    DataMarker(data).note_held(_held())
+    DataMarker(data).before_save()
     again = DataMarker(data)  # the folder deleted, the node started again
     assert again.lost(MemoryStorage(CONF))
     assert not again.lost(_held())
@@ -49,8 +49,8 @@ def test_a_marker_that_cannot_be_written_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     marker = DataMarker(tmp_path / "missing-parent" / "data")
-    marker.note_held(_held())
-    marker.note_held(_held())
+    marker.before_save()
+    marker.before_save()
     said = "cannot leave the data marker"
     warnings = [r for r in caplog.records if said in r.message]
     assert len(warnings) == 1
