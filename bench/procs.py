@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -167,15 +168,29 @@ def wait_http(
             time.sleep(interval_s)
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set size of ``pid`` in MB, from /proc."""
+@dataclass(frozen=True, slots=True)
+class Resident:
+    """What ``pid`` holds in memory, in MB (from /proc/PID/status)."""
+
+    anon: float  # its own: heap, LevelDB's cache and buffers (RssAnon)
+    total: float  # with file pages mapped in (VmRSS)
+    peak: float  # the most VmRSS ever was (VmHWM)
+
+    @property
+    def mapped_files(self) -> float:
+        """Pages of files it maps (LevelDB reads its tables through mmap):
+        the kernel's page cache, dropped whenever memory is wanted."""
+        return self.total - self.anon
+
+
+def resident_mb(pid: int) -> Resident:
     fields: dict[str, float] = {}
     text = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("RssAnon", "VmRSS", "VmHWM"):
             fields[key] = int(rest.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
+    return Resident(fields["RssAnon"], fields["VmRSS"], fields["VmHWM"])
 
 
 def dir_bytes(path: Path) -> int:
