@@ -153,9 +153,9 @@ class Node:
             max_wait_ms=config.batch_max_wait_ms,
             refresh_ms=config.refresh_ms,
         )
-        # Before any block, an idle ledger counts from the node's start.
-        self._started_ms = _now_ms()
-        self._last_block: tuple[int, int] = (0, self._started_ms)  # height, time
+        # (height, time) of the last block; before any, an idle ledger counts
+        # from the node's start.
+        self._last_block: tuple[int, int] = (0, _now_ms())
         self.soft = SoftState(role=Role.FOLLOWER, leader=None, term=0)
         self._inbox: list[Message] = []
         self._wake = asyncio.Event()
