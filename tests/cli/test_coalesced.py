@@ -1,5 +1,6 @@
-"""``cli.coalesced``: what one loop iteration writes leaves in one send, in
-order; ``close`` sends what is held first and ``abort`` drops it. On a real
+"""``cli.coalesced``: a write leaves joined to the next, at once, in order;
+a lone one when the loop runs its callbacks; ``close`` sends what is held
+first and ``abort`` drops it. On a real
 TCP connection on loopback; the real transport is wrapped once more only to
 count the writes it is given.
 """
@@ -90,33 +91,37 @@ async def link() -> AsyncIterator[Link]:
         await server.wait_closed()
 
 
-def test_writes_of_one_iteration_leave_in_one_send_in_order() -> None:
+def test_a_head_and_its_body_leave_in_one_send_at_once() -> None:
+    """The body does not wait for the loop: the pair goes when it is whole."""
+
     async def main() -> None:
         async with link() as ln:
             ln.coalesced.write(b"HTTP/1.1 200 OK\r\n\r\n")
-            ln.coalesced.write(bytearray(b"body "))
+            assert ln.counting.writes == []  # the head waits for its body
+            assert ln.coalesced.get_write_buffer_size() == 19
+            ln.coalesced.write(bytearray(b"body"))
+            assert ln.counting.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
             ln.coalesced.writelines([b"one ", memoryview(b"two")])
-            assert ln.counting.writes == []  # held until the loop runs
-            assert ln.coalesced.get_write_buffer_size() == 31
-            await asyncio.sleep(0)
-            assert ln.counting.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody one two"]
+            assert ln.counting.writes[1:] == [b"one two"]
             ln.coalesced.close()
-            assert await ln.received() == b"HTTP/1.1 200 OK\r\n\r\nbody one two"
+            assert await ln.received() == b"HTTP/1.1 200 OK\r\n\r\nbodyone two"
 
     asyncio.run(main())
 
 
-def test_writes_of_later_iterations_are_sent_separately() -> None:
+def test_a_lone_write_goes_when_the_loop_runs_its_callbacks() -> None:
     async def main() -> None:
         async with link() as ln:
-            ln.coalesced.write(b"first")
+            ln.coalesced.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            ln.coalesced.write(b"")  # nothing to send: it pairs with nothing
+            assert ln.counting.writes == []
             await asyncio.sleep(0)
+            assert ln.counting.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
             ln.coalesced.write(b"second")
-            ln.coalesced.write(b"")  # nothing to send: no send of its own
             await asyncio.sleep(0)
-            assert ln.counting.writes == [b"first", b"second"]
+            assert ln.counting.writes[1:] == [b"second"]
             ln.coalesced.close()
-            assert await ln.received() == b"firstsecond"
+            assert await ln.received() == b"HTTP/1.1 100 Continue\r\n\r\nsecond"
 
     asyncio.run(main())
 
@@ -169,16 +174,15 @@ def test_a_large_answer_goes_to_the_real_transport_at_once() -> None:
         async with link() as ln:
             head = b"HTTP/1.1 200 OK\r\n\r\n"
             body = b"x" * SEND_AT
+            ln.coalesced.write(body)  # alone: not held either
+            assert ln.counting.writes == [body]
             ln.coalesced.write(head)
             ln.coalesced.write(body)
-            assert ln.counting.writes == [head + body]
+            assert ln.counting.writes == [body, head + body]
             assert ln.coalesced.get_write_buffer_size() == (
                 ln.counting.real.get_write_buffer_size()
             )
-            ln.coalesced.write(b"tail")
-            await asyncio.sleep(0)
-            assert ln.counting.writes == [head + body, b"tail"]
             ln.coalesced.close()
-            assert await ln.received() == head + body + b"tail"
+            assert await ln.received() == body + head + body
 
     asyncio.run(main())
