@@ -163,7 +163,9 @@ class Message:
 
     ``index``/``log_term`` name the entry preceding ``entries`` (APP), the
     candidate's last entry (votes), or the acknowledged/rejected index
-    (APP_RESP); ``reject_hint`` with ``log_term`` on a rejected APP_RESP is
+    (APP_RESP); ``index`` of a HEARTBEAT is the leader's commit index, of
+    which ``commit`` is the part the follower is known to hold;
+    ``reject_hint`` with ``log_term`` on a rejected APP_RESP is
     the follower's guess of where the logs agree.
     """
 

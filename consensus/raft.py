@@ -81,10 +81,9 @@ class RaftConfig:
     max_msg_bytes: int = 1 << 20
     pre_vote: bool = True
     check_quorum: bool = True
-    # The driver knows this node's storage was lost: if it starts with
-    # nothing stored, it neither campaigns nor votes until caught up
-    # (``Raft.passive``).
-    guard_blank: bool = False
+    # The driver knows this node's log was lost and not yet caught up: it
+    # neither campaigns nor votes until it is (``Raft.passive``).
+    start_passive: bool = False
     # Index the application has already applied durably (0: replay all).
     applied: int = 0
 
@@ -153,18 +152,17 @@ class Raft:
         self.prev_hard = hs
         self.prev_soft = SoftState(Role.FOLLOWER, None, hs.term)
         self.pending_ready: Ready | None = None
-        # Lost-state guard. A node whose storage was lost (a deleted data
-        # folder; the driver knows it by a marker kept beside the folder)
-        # comes back blank, with its votes and its acknowledged entries gone:
-        # voting then, or campaigning (blank nodes that never ran would vote
-        # for it), could elect a leader without entries committed on a quorum
-        # it was part of, or a second leader in a term it voted in. So such a
-        # node is passive (it neither campaigns nor grants a vote) until it
-        # has caught up with a leader that committed in its term, which then
-        # holds every entry committed before (leader completeness).
-        self.passive = (
-            config.guard_blank and hs.term == 0 and self.log.last_index() == 0
-        )
+        # Lost-state guard. A node whose log was lost (a deleted data folder;
+        # the driver knows it by a marker kept beside the folder, which also
+        # gives back its term and vote) has lost the entries it
+        # acknowledged: voting then, or campaigning (nodes that never ran
+        # would vote for it), could elect a leader without entries committed
+        # on a quorum it was part of. So such a node is passive (it neither
+        # campaigns nor grants a vote) until it has caught up with a leader
+        # that committed in its term, which then holds every entry committed
+        # before (leader completeness). The driver keeps it passive across
+        # restarts until then.
+        self.passive = config.start_passive
         self._replay_conf_changes()
         self.become_follower(self.term, None)
 
@@ -197,11 +195,9 @@ class Raft:
         )
 
     def note_caught_up(self, leader: str) -> None:
-        """While passive: after an append from ``leader`` (this term's) that
-        brought our commit index up to its own (an append carries the
-        leader's whole commit index; a heartbeat only what it knows we
-        hold, so it cannot tell), check that the entry there is of its term,
-        that is, the leader has committed in its term.
+        """While passive: an append or heartbeat from ``leader`` (this
+        term's) found our commit index at its own; check that the entry
+        there is of its term, that is, the leader has committed in its term.
         The vote we may have cast in this term before losing it is unknown:
         count it as cast for this leader, so no second one goes out."""
         log = self.log

@@ -80,6 +80,11 @@ def handle_heartbeat(r: Raft, m: Message) -> None:
     # not have; the driver notices and tells the leader.
     r.log.commit_to(min(m.commit, r.log.last_index()))
     r.prune_conf()
+    # ``index`` is the leader's whole commit index: once we hold it, a
+    # passive node has caught up even if no append is coming (an idle
+    # leader sends only heartbeats).
+    if r.passive and m.index and r.log.committed >= m.index:
+        r.note_caught_up(m.src)
     r.send(Message(MT.HEARTBEAT_RESP, r.id, m.src, r.term, context=m.context))
 
 

@@ -180,7 +180,17 @@ def bcast_heartbeat(r: Raft, context: bytes) -> None:
             # apply this commit index without checking.
             commit = min(pr.match, committed)
             r.send(
-                Message(MT.HEARTBEAT, r.id, nid, r.term, commit=commit, context=context)
+                Message(
+                    MT.HEARTBEAT,
+                    r.id,
+                    nid,
+                    r.term,
+                    commit=commit,
+                    # Our own commit index, which ``commit`` is capped below:
+                    # a passive follower needs it to know it has caught up.
+                    index=committed,
+                    context=context,
+                )
             )
 
 

@@ -126,14 +126,19 @@ class Node:
             config.data_dir / "raft", initial_conf([a.id for a in genesis.agencies])
         )
         self.data_marker = DataMarker(config.data_dir)
-        lost = self.data_marker.lost(self.raft_storage)
+        restored = self.data_marker.start(self.raft_storage)
+        if restored is not None:
+            # The lost folder's term and vote, so that no vote goes twice.
+            self.raft_storage.save_ready(restored, (), None)
+        lost = self.data_marker.lost
         if lost:
             logger.warning(
                 "data folder lost agency=%s path=%s: this node grants no vote "
-                "until it has caught up from a leader (the votes and entries it "
-                "acknowledged are gone)",
+                "until it has caught up from a leader (the entries it "
+                "acknowledged are gone); marker %s",
                 self.agency,
                 config.data_dir,
+                self.data_marker.path,
             )
         self.raft = Raft(
             RaftConfig(
@@ -141,7 +146,7 @@ class Node:
                 election_tick=config.election_ticks,
                 heartbeat_tick=config.heartbeat_ticks,
                 applied=self.store.applied_index,
-                guard_blank=lost,
+                start_passive=lost,
             ),
             self.raft_storage,
             random.Random(secrets.randbits(64)),
@@ -473,7 +478,14 @@ class Node:
 
     def _on_tick(self) -> None:
         self.cosigner.tick()
-        if self._was_passive and not self.raft.passive:
+        if (
+            self._was_passive
+            and not self.raft.passive
+            and not self.raft.has_ready()
+            and not self.raft_io_busy
+        ):
+            # What made Raft leave passive is saved: the log is whole.
+            self.data_marker.caught_up()
             self._was_passive = False
             logger.info("caught up after a lost data folder agency=%s", self.agency)
         self.peers.leader_known(self.soft.leader is not None, self._election_s())
@@ -548,7 +560,7 @@ class Node:
             if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
                 # Before the first state is saved, so that no vote or
                 # acknowledgement leaves without it (node.marker).
-                self.data_marker.before_save()
+                self.data_marker.before_save(rd.hard_state)
                 self._raft_io = asyncio.ensure_future(
                     asyncio.to_thread(
                         self.raft_storage.save_ready,

@@ -16,6 +16,7 @@ from consensus.messages import (
     ConfChange,
     ConfChangeKind,
     Entry,
+    HardState,
     Message,
     MessageType,
     Role,
@@ -385,12 +386,15 @@ def test_single_voter_commits_alone() -> None:
 
 
 def _wipe(c: Cluster, nid: str) -> None:
-    """The node's data folder deleted: it restarts blank, and guarded, as
-    node.server starts it when the marker beside the folder says so."""
+    """The node's data folder deleted: it restarts with an empty log, its
+    term and vote given back and passive, as node.server starts it when the
+    marker beside the folder says so (node.marker)."""
     c.crash(nid)
     node = c.nodes[nid]
+    hard = node.storage.hard_state
     node.storage = MemoryStorage(c.genesis)
-    node.config = dataclasses.replace(node.config, guard_blank=True)
+    node.storage.set_hard_state(HardState(hard.term, hard.vote, 0))
+    node.config = dataclasses.replace(node.config, start_passive=True)
     c.restart(nid)
 
 
@@ -456,3 +460,24 @@ def test_a_wiped_node_neither_campaigns_nor_takes_over() -> None:
     assert not [m for m in c.take(lambda m: m.src == "n3") if m.type in VOTES]
     c.step(Message(MT.TIMEOUT_NOW, "n1", "n3", c.raft("n1").term))
     assert r.role is Role.FOLLOWER  # a transfer to it is not taken either
+
+
+def test_a_passive_node_holding_the_commit_leaves_passive_on_a_heartbeat() -> None:
+    """A lost node that caught up while the append telling it the commit
+    index went missing: on an idle leader only heartbeats follow, and they
+    carry the leader's commit index (a review found such a node passive for
+    good). A heartbeat of a leader ahead of it does not."""
+    c = Cluster(["n1", "n2", "n3"])
+    c.elect("n1", "n2", "n3")
+    c.propose("n1", b"entry")
+    c.settle("n1", "n2", "n3")
+    n3 = c.raft("n3")
+    n3.passive = True  # it holds everything, as if it had just caught up
+    behind = Message(
+        MT.HEARTBEAT, "n1", "n3", n3.term, commit=1, index=c.committed("n1") + 1
+    )
+    c.step(behind)
+    assert n3.passive
+    c.tick("n1", c.raft("n1").config.heartbeat_tick)
+    c.settle("n1", "n2", "n3")
+    assert not n3.passive and n3.vote == "n1"

@@ -1,9 +1,11 @@
-"""``node.marker.DataMarker``: an empty Raft log is "lost" only if the
-folder was about to hold Raft state (the marker beside it, left before the
-first save, says so), never at a node's first start."""
+"""``node.marker.DataMarker``: a log is "lost" only if the marker beside its
+folder says the folder held Raft state; the marker keeps the term and vote
+last saved, gives them back to a lost folder, and keeps a lost node lost
+across restarts until it has caught up; never at a node's first start."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,43 +17,78 @@ from node.marker import DataMarker
 CONF = ConfState(voters=("police",))
 
 
-def _held() -> MemoryStorage:
+def _held(term: int = 3, vote: str | None = "justice") -> MemoryStorage:
     storage = MemoryStorage(CONF)
-    storage.set_hard_state(HardState(1, "police", 0))
+    storage.set_hard_state(HardState(term, vote, 0))
     storage.append([Entry(index=1, term=1, data=b"")])
     return storage
 
 
-def test_first_start_is_not_a_loss_and_the_marker_waits_for_state(
+def _ran(data: Path, hard: HardState) -> None:
+    """A node that saved ``hard`` (the marker kept ahead of it)."""
+    marker = DataMarker(data)
+    assert marker.start(MemoryStorage(CONF)) is None
+    marker.before_save(hard)
+
+
+def test_first_start_is_not_a_loss_and_the_marker_goes_ahead_of_each_save(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "police" / "data"
     data.mkdir(parents=True)
     marker = DataMarker(data)
-    blank = MemoryStorage(CONF)
-    assert not marker.lost(blank)  # a first start: it may vote
+    assert marker.start(MemoryStorage(CONF)) is None and not marker.lost
     assert not marker.path.exists()
-    marker.before_save()  # the node is about to save its first state
+    marker.before_save(HardState(1, "police", 0))
     assert marker.path == tmp_path / "police" / ".data-created"
-    assert marker.path.is_file()
-    assert not marker.lost(_held())
+    saved = json.loads(marker.path.read_text())
+    assert saved == {"term": 1, "vote": "police", "lost": False}
+    marker.before_save(HardState(2, None, 5))
+    assert json.loads(marker.path.read_text())["term"] == 2
 
 
-def test_an_empty_log_beside_the_marker_is_a_lost_folder(tmp_path: Path) -> None:
+def test_a_lost_folder_gets_its_term_and_vote_back_and_starts_lost(
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
-    DataMarker(data).before_save()
+    _ran(data, HardState(4, "justice", 9))
     again = DataMarker(data)  # the folder deleted, the node started again
-    assert again.lost(MemoryStorage(CONF))
-    assert not again.lost(_held())
+    assert again.start(MemoryStorage(CONF)) == HardState(4, "justice", 0)
+    assert again.lost
+    assert json.loads(again.path.read_text())["lost"] is True
 
 
-def test_a_marker_that_cannot_be_written_is_said_once(
+def test_a_restart_before_catching_up_is_still_lost(tmp_path: Path) -> None:
+    """Its log is no longer empty (the term it got back, entries since),
+    but nothing says it has caught up: passive again."""
+    data = tmp_path / "data"
+    _ran(data, HardState(4, "justice", 9))
+    DataMarker(data).start(MemoryStorage(CONF))
+    restarted = DataMarker(data)
+    assert restarted.start(_held(term=4)) is None
+    assert restarted.lost
+    restarted.caught_up()
+    after = DataMarker(data)
+    assert after.start(_held(term=4)) is None and not after.lost
+
+
+def test_a_node_from_before_markers_gets_one_from_its_state(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    marker = DataMarker(data)
+    assert marker.start(_held(term=7, vote="health")) is None and not marker.lost
+    saved = json.loads(marker.path.read_text())
+    assert saved == {"term": 7, "vote": "health", "lost": False}
+
+
+def test_a_marker_that_cannot_be_written_is_said_and_tried_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    marker = DataMarker(tmp_path / "missing-parent" / "data")
-    marker.before_save()
-    marker.before_save()
-    said = "cannot leave the data marker"
-    warnings = [r for r in caplog.records if said in r.message]
-    assert len(warnings) == 1
-    assert not marker.lost(MemoryStorage(CONF))
+    parent = tmp_path / "later"
+    marker = DataMarker(parent / "data")
+    marker.before_save(HardState(1, None, 0))
+    marker.before_save(HardState(1, None, 0))
+    said = "cannot keep the data marker"
+    assert len([r for r in caplog.records if said in r.message]) == 1
+    parent.mkdir()
+    marker.before_save(HardState(1, None, 0))  # tried again: now it can
+    assert marker.path.is_file()
