@@ -51,6 +51,11 @@ ISSUER_KEY: Final = "issuer.key"
 ADMIN_KEY: Final = "admin.key"
 COMPOSE_FILE: Final = "docker-compose.yml"
 DATA_DIR: Final = "data"
+# In docker compose the data folder is a volume and the rest of the agency's
+# folder is the container's: the lost-folder marker (node.marker) gets a
+# volume of its own, so that a recreated container still has it.
+MARKER_DIR: Final = "meta"
+MARKER_FILE: Final = "data-created"
 # Inside the containers the cluster folder is mounted here.
 CONTAINER_ROOT: Final = "/cluster"
 _WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::", ""})
@@ -158,9 +163,11 @@ def node_config(
                 "api": f"http://{host}:{layout.api_port(other)}",
             }
         )
+    marker = {"data_marker": f"{MARKER_DIR}/{MARKER_FILE}"} if compose else {}
     return {
         "agency": agency,
         "data_dir": DATA_DIR,
+        **marker,
         "genesis": f"../{GENESIS_FILE}",
         "node_key": NODE_KEY,
         "raft": {"listen": f"{listen}:{layout.raft_port(agency)}"},

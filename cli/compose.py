@@ -28,6 +28,7 @@ from cli.cluster import (
     DATA_DIR,
     DEFAULT_BASE_PORT,
     GENESIS_FILE,
+    MARKER_DIR,
     NODE_KEY,
     NODE_TOML,
     ClusterLayout,
@@ -127,7 +128,8 @@ def render_compose(
     for agency in layout.agencies:
         lines += _service(layout, agency, base)
     lines += ["", "volumes:"]
-    lines += [f"  {agency}-data: {{}}" for agency in layout.agencies]
+    for agency in layout.agencies:
+        lines += [f"  {agency}-data: {{}}", f"  {agency}-meta: {{}}"]
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +141,7 @@ def _service(layout: ClusterLayout, agency: str, base: str) -> list[str]:
         f"{base}/{agency}/{NODE_KEY}:{root}/{NODE_KEY}:ro",
         f"{base}/{agency}/{COMPOSE_TOML}:{root}/{NODE_TOML}:ro",
         f"{agency}-data:{root}/{DATA_DIR}",
+        f"{agency}-meta:{root}/{MARKER_DIR}",
     ]
     return [
         f"  {agency}:",

@@ -34,6 +34,9 @@ class PeerConfig:
 class NodeConfig:
     agency: str
     data_dir: Path
+    # The lost-folder marker (node.marker); None: beside data_dir. Somewhere
+    # that outlives data_dir: in docker compose, a volume of its own.
+    data_marker: Path | None = None
     genesis: Path
     node_key: Path
     raft_host: str
@@ -116,6 +119,11 @@ def _opt(table: dict[str, Any], key: str, kind: type, default: Any, what: str) -
     return _get(table, key, kind, what)
 
 
+def _path_opt(base: Path, table: dict[str, Any], key: str, where: str) -> Path | None:
+    value = _opt(table, key, str, None, where)
+    return None if value is None else (base / value).resolve()
+
+
 def _rate(limits: dict[str, Any], where: str) -> float:
     value = limits.get("rate_per_agency", 500)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -161,6 +169,7 @@ def load_config(path: Path) -> NodeConfig:
     cfg = NodeConfig(
         agency=_get(raw, "agency", str, where),
         data_dir=(base / _opt(raw, "data_dir", str, "data", where)).resolve(),
+        data_marker=_path_opt(base, raw, "data_marker", where),
         genesis=(base / _get(raw, "genesis", str, where)).resolve(),
         node_key=(base / _get(raw, "node_key", str, where)).resolve(),
         raft_host=raft_host,

@@ -9,7 +9,8 @@ review reproduced exactly that fork on real nodes), and voting again in a
 term it voted in could make two leaders of one term.
 
 So before the node saves Raft state, it keeps a marker file beside the data
-folder (``DIR/ID/.data-created`` for ``DIR/ID/data``), where deleting the
+folder (``DIR/ID/.data-created`` for ``DIR/ID/data``, or ``data_marker`` in
+node.toml: in docker compose a volume of its own), where deleting the
 folder does not take it. The marker holds the term and vote last saved
 (rewritten, synced, before any save that changes them: only at elections)
 and whether the log is lost. At start:
@@ -49,8 +50,9 @@ def _blank(storage: LogStorage) -> bool:
 class DataMarker:
     """The marker of one data folder."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir.parent / f".{data_dir.name}-created"
+    def __init__(self, data_dir: Path, path: Path | None = None) -> None:
+        beside = data_dir.parent / f".{data_dir.name}-created"
+        self.path = beside if path is None else path
         self.term = 0
         self.vote: str | None = None
         self.lost = False

@@ -125,7 +125,7 @@ class Node:
         self.raft_storage = LevelDBStorage(
             config.data_dir / "raft", initial_conf([a.id for a in genesis.agencies])
         )
-        self.data_marker = DataMarker(config.data_dir)
+        self.data_marker = DataMarker(config.data_dir, config.data_marker)
         restored = self.data_marker.start(self.raft_storage)
         if restored is not None:
             # The lost folder's term and vote, so that no vote goes twice.

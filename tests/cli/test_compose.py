@@ -98,6 +98,10 @@ def test_services_match_the_node_configs(generated: Path) -> None:
         assert mounts[f"/cluster/{agency}/node.key"] == f"./{agency}/node.key"
         assert mounts[f"/cluster/{agency}/node.toml"] == f"./{agency}/compose.toml"
         assert mounts[f"/cluster/{agency}/data"] == f"{agency}-data"
+        # The lost-folder marker on a volume of its own: it outlives a
+        # recreated container, and a lost data volume (node.marker).
+        assert mounts[f"/cluster/{agency}/meta"] == f"{agency}-meta"
+        assert {f"{agency}-data", f"{agency}-meta"} <= set(made["volumes"])
         # The file mounted as node.toml: listens where compose publishes and
         # health-checks, and reaches its peers as services of this file.
         cfg = load_config(generated / agency / "compose.toml")
@@ -111,6 +115,8 @@ def test_services_match_the_node_configs(generated: Path) -> None:
         assert cfg.genesis.name == "genesis.json" and cfg.genesis.parent == generated
         assert cfg.node_key == generated / agency / "node.key"
         assert cfg.data_dir == generated / agency / "data"
+        assert cfg.data_marker == generated / agency / "meta" / "data-created"
+        assert load_config(generated / agency / "node.toml").data_marker is None
 
 
 def test_dockerfile_runs_ledger() -> None:

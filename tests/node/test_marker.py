@@ -92,3 +92,14 @@ def test_a_marker_that_cannot_be_written_is_said_and_tried_again(
     parent.mkdir()
     marker.before_save(HardState(1, None, 0))  # tried again: now it can
     assert marker.path.is_file()
+
+
+def test_a_marker_elsewhere_is_kept_where_the_configuration_says(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "meta" / "data-created"
+    elsewhere.parent.mkdir()
+    DataMarker(tmp_path / "data", elsewhere).before_save(HardState(2, None, 0))
+    assert json.loads(elsewhere.read_text())["term"] == 2
+    assert not (tmp_path / ".data-created").exists()
+    assert DataMarker(tmp_path / "data", elsewhere).start(MemoryStorage(CONF))
