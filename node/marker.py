@@ -122,6 +122,7 @@ class DataMarker:
         text = json.dumps({"term": term, "vote": vote, "lost": lost})
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as out:
                 out.write(text + "\n")
                 out.flush()

@@ -84,12 +84,13 @@ def test_a_marker_that_cannot_be_written_is_said_and_tried_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     parent = tmp_path / "later"
+    parent.write_text("a file where the marker's folder should be")
     marker = DataMarker(parent / "data")
     marker.before_save(HardState(1, None, 0))
     marker.before_save(HardState(1, None, 0))
     said = "cannot keep the data marker"
     assert len([r for r in caplog.records if said in r.message]) == 1
-    parent.mkdir()
+    parent.unlink()  # its folder is made as needed
     marker.before_save(HardState(1, None, 0))  # tried again: now it can
     assert marker.path.is_file()
 
