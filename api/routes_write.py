@@ -29,6 +29,7 @@ from ledger.errors import (
     EncodingError,
     NotLeaderError,
 )
+from ledger.store import LedgerStore
 from ledger.submission import (
     Submission,
     decode_submission,
@@ -285,9 +286,30 @@ async def _forward(request: Request, raw: bytes, wait: str) -> Response:
 # HEAD too, as on every GET route (api.app.HeadAsGet).
 @router.get("/healthz", tags=["operator"])
 def healthz(request: Request) -> dict[str, object]:
-    """Liveness: the node runs and its store is open."""
+    """Liveness: the node runs and its store is open; 503 once its agency
+    has left the trust list (the node then only serves what it had)."""
     node = _node(request)
+    if _removed(node.store, node.agency):
+        raise ProblemError(
+            "unavailable",
+            f"agency {node.agency} was removed from the trust list at block "
+            f"{node.store.height} or before; this node takes no part any more: "
+            "stop it",
+        )
     return {"status": "ok", "agency": node.agency, "height": node.store.height}
+
+
+def _removed(store: LedgerStore, agency: str) -> bool:
+    """Whether ``agency`` was in an earlier trust list and is not in the
+    current one. A newcomer is in none until its ``add_agency`` applies,
+    and is healthy meanwhile."""
+    trust = store.trust
+    if any(a.id == agency for a in trust.agencies):
+        return False
+    return any(
+        any(a.id == agency for a in store.trust_list(version).agencies)
+        for version in range(1, trust.version)
+    )
 
 
 @router.get("/v1/cluster", tags=["operator"])

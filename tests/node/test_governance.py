@@ -179,6 +179,12 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
             return {m["id"] for m in info["members"]}
 
         c.wait_until("land to leave Raft", lambda: members() == set(AGENCIES))
+        # The node that left says so to its operator's health check.
+        c.wait_until(
+            "land's health check to say it was removed",
+            lambda: c.get("land", "/healthz").status_code == 503,
+        )
+        assert "was removed from the trust list" in c.get("land", "/healthz").text
         height = _write_final(c, "police", "criminal_record")
         for agency in AGENCIES:
             verify_note(
