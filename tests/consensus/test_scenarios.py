@@ -398,6 +398,15 @@ def _wipe(c: Cluster, nid: str) -> None:
     c.restart(nid)
 
 
+def _old_leader_returns(c: Cluster) -> None:
+    """n1, which holds the entry, comes back and leads; every node gets it."""
+    c.restart("n1")
+    c.elect("n1", "n3")
+    c.settle("n1", "n2", "n3")
+    for nid in ("n1", "n2", "n3"):
+        assert any(e.data == b"acknowledged" for e in c.nodes[nid].applied)
+
+
 def test_a_wiped_node_does_not_vote_a_stale_log_into_leadership() -> None:
     """An entry committed on {n1, n2}; n1 crashes and n2 loses its disk. A
     blank n2 voting would let stale n3 win without the entry (the fork a
@@ -416,11 +425,7 @@ def test_a_wiped_node_does_not_vote_a_stale_log_into_leadership() -> None:
     with pytest.raises(AssertionError, match="did not win"):
         c.elect("n3", "n2")
     assert c.leaders() == []
-    c.restart("n1")
-    c.elect("n1", "n3")
-    c.settle("n1", "n2", "n3")
-    for nid in ("n1", "n2", "n3"):
-        assert any(e.data == b"acknowledged" for e in c.nodes[nid].applied)
+    _old_leader_returns(c)
     # Caught up with a leader that committed in its term: n2 votes again,
     # and counts its vote in this term as cast for that leader.
     assert not c.raft("n2").passive
@@ -442,11 +447,7 @@ def test_a_wiped_node_and_one_that_never_ran_do_not_elect_each_other() -> None:
         c.elect("n3", "n2")
     c.tick("n2", 5 * c.raft("n2").config.election_tick)
     assert c.leaders() == []
-    c.restart("n1")
-    c.elect("n1", "n3")
-    c.settle("n1", "n2", "n3")
-    for nid in ("n1", "n2", "n3"):
-        assert any(e.data == b"acknowledged" for e in c.nodes[nid].applied)
+    _old_leader_returns(c)
 
 
 def test_a_wiped_node_neither_campaigns_nor_takes_over() -> None:
