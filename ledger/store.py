@@ -319,6 +319,11 @@ class LedgerStore:
         return self._chain_id
 
     @property
+    def genesis(self) -> TrustList:
+        """The trust list the chain started from (``chain_id`` hashes it)."""
+        return self._genesis
+
+    @property
     def height(self) -> int:
         return self._tip.meta.height
 

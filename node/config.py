@@ -54,6 +54,11 @@ class NodeConfig:
     # The key a rotate_node_key change will switch to (the node keeps
     # signing with ``node_key`` until the change is applied).
     next_node_key: Path | None = None
+    # A trust list newer than the genesis (a saved GET /v1/trust answer):
+    # until the node has applied its version, peers may also present the
+    # node keys it lists (node.peers). For a node that starts from the
+    # genesis after agencies joined or node keys were rotated.
+    catch_up_trust: Path | None = None
     # Raft timing: one tick is tick_ms; an election timeout is drawn from
     # [election_ticks, 2 * election_ticks) ticks.
     tick_ms: int = 50
@@ -181,6 +186,7 @@ def load_config(path: Path) -> NodeConfig:
         path=path.resolve(),
         join=_opt(raw, "join", bool, False, where),
         next_node_key=None if next_key is None else (base / next_key).resolve(),
+        catch_up_trust=_path_opt(base, raw, "catch_up_trust", where),
         tick_ms=_opt(raft, "tick_ms", int, 50, where),
         election_ticks=_opt(raft, "election_ticks", int, 10, where),
         heartbeat_ticks=_opt(raft, "heartbeat_ticks", int, 1, where),

@@ -21,14 +21,26 @@ A node that has heard no leader for long while holding a second key tries
 the other one for TLS: perhaps its key was rotated while it was away, and
 its peers now refuse the old one. Both keys are its own; signing always
 follows the applied trust list.
+
+A node behind the cluster's trust list (a newcomer, or a wiped node, which
+start from the genesis) would refuse every peer added after the genesis or
+whose node key was rotated since, and so could never catch up from them.
+``catch_up_trust`` in node.toml names a later list (a saved ``GET
+/v1/trust`` answer, vouched for by the operator as the genesis is): until
+the applied list reaches its version, its agencies and node keys are
+peers too, its key winning for an agency in both. Blocks are still
+re-applied with the rules, governance approvals included, so the applied
+list the node ends with owes nothing to the file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Final
 
 from consensus.transport import OnFrame, PeerTransport
@@ -56,6 +68,9 @@ class Peers:
         self._store = store
         self._on_frame = on_frame
         self._keys = load_keys(config)
+        self._later: TrustList | None = None
+        if config.catch_up_trust is not None:
+            self._later = load_catch_up_trust(config.catch_up_trust, store)
         self.key = self.pick_key(store.trust)  # signs checkpoints
         self._tls = self.key  # presented to peers
         self._rekey: SigningKey | None = None  # TLS identity to switch to
@@ -123,10 +138,14 @@ class Peers:
         )
 
     def _peer_keys(self) -> dict[str, bytes]:
-        return {a.id: a.node_key for a in self._store.trust.agencies}
+        keys = {a.id: a.node_key for a in self._store.trust.agencies}
+        later = self._later
+        if later is not None and self._store.trust.version < later.version:
+            keys.update((a.id, a.node_key) for a in later.agencies)
+        return keys
 
     def _dial_peers(self) -> dict[str, tuple[str, int]]:
-        trusted = {a.id for a in self._store.trust.agencies}
+        trusted = self._peer_keys()
         return {
             p.id: (p.raft_host, p.raft_port)
             for p in self.config.peers
@@ -204,6 +223,14 @@ class Peers:
             ",".join(sorted(set(before) - set(after))),
             ",".join(rotated),
         )
+        caught_up = self._later is not None and new.version >= self._later.version
+        if caught_up:
+            logger.info(
+                "catch_up_trust no longer needed agency=%s version=%d",
+                self.agency,
+                new.version,
+            )
+            self._later = None
         # (1): addresses of new agencies.
         missing = [a for a in added if a != self.agency and not self._has_peer(a)]
         if missing:
@@ -216,7 +243,7 @@ class Peers:
         if peers != self._dialling:
             self._dialling = peers
             self.transport.update_peers(peers)
-        if rotated:
+        if rotated or caught_up:
             asyncio.get_running_loop().call_later(REKEY_GRACE_S, self._revalidate)
 
     def _revalidate(self) -> None:
@@ -248,6 +275,37 @@ class Peers:
             ",".join(p.id for p in fresh.peers),
             ",".join(a for a in missing if not self._has_peer(a)),
         )
+
+
+def load_catch_up_trust(path: Path, store: LedgerStore) -> TrustList:
+    """The trust list in ``path`` (a saved ``GET /v1/trust`` answer, or a
+    list in the genesis.json form), checked to belong to ``store``'s chain.
+
+    Raises ConfigError naming the file: unreadable, not a trust list, of
+    another chain (its ``chain_id`` or origin), or older than the genesis.
+    """
+    where = f"catch_up_trust {path}"
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"cannot read {where}: {exc}") from None
+    served = obj.get("trust_list") if isinstance(obj, dict) else None
+    try:
+        later = TrustList.from_json(obj if served is None else served)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    chain = obj.get("chain_id") if served is not None else None
+    if chain is not None and chain != store.chain_id.hex():
+        raise ConfigError(f"{where}: chain_id {chain} is not this chain's")
+    genesis = store.genesis
+    if later.origin != genesis.origin:
+        raise ConfigError(f"{where}: origin {later.origin!r} is not {genesis.origin!r}")
+    if later.version < genesis.version:
+        raise ConfigError(
+            f"{where}: version {later.version} is older than the genesis "
+            f"({genesis.version})"
+        )
+    return later
 
 
 def load_keys(config: NodeConfig) -> list[SigningKey]:

@@ -6,6 +6,10 @@ adds its node to Raft as a learner and promotes it to voter (membership
 follows the applied trust list), and its signature appears on later final
 checkpoints. Then a node key is rotated: the new key signs afterwards, and
 a signature by the old one no longer counts.
+
+A newcomer starts from the genesis, so once every node key has been rotated
+it knows none of its peers' keys: ``catch_up_trust`` (the cluster's ``GET
+/v1/trust`` answer) is what lets it in.
 """
 
 from __future__ import annotations
@@ -191,6 +195,50 @@ def test_agency_joins_and_node_key_rotates(tmp_path: Path) -> None:
                 _final_note(c, agency, height), trust.note_verifiers(), trust.quorum
             )
         c.wait_converged(AGENCIES)
+
+
+def _rotate_node_key(cluster: Cluster, agency: str, version: int) -> None:
+    """Rotate ``agency``'s node key as an operator does; wait until it signs
+    with the new one."""
+    new = SigningKey.generate()
+    new.save(cluster.dir / agency / "node.key.next")
+    cluster.edit_config(agency, lambda cfg: cfg.update(next_node_key="node.key.next"))
+    params: dict[str, Value] = {"id": agency, "node_key": new.public_key}
+    raw = cluster.governance("rotate_node_key", params, version=version)
+    assert cluster.post_submission(cluster.wait_leader(), raw).status_code == 200
+    assert _trust(cluster, version).agency(agency).node_key == new.public_key
+    cluster.wait_until(
+        f"{agency} to switch keys",
+        lambda: f"transport restarted agency={agency}" in cluster.log(agency),
+    )
+
+
+def test_newcomer_joins_after_every_node_key_was_rotated(tmp_path: Path) -> None:
+    with running_cluster(tmp_path / "c", AGENCIES, spare=1) as c:
+        # (1): no node presents the key the genesis lists for it any more.
+        for version, agency in enumerate(AGENCIES, start=2):
+            _rotate_node_key(c, agency, version)
+        c.wait_leader(AGENCIES)
+
+        # (2): the newcomer is handed the trust list in force, as served.
+        land = c.add_agency_files("land")
+        served = c.get("police", "/v1/trust")
+        (c.dir / "land" / "trust.json").write_bytes(served.content)
+        c.edit_config("land", lambda cfg: cfg.update(catch_up_trust="trust.json"))
+        c.start("land")
+        c.wait_healthy("land")
+        raw = c.governance("add_agency", {"agency": land.to_value()}, version=5)
+        resp = c.post_submission(c.wait_leader(AGENCIES), raw)
+        assert resp.status_code == 200, resp.text
+
+        # (3): it catches up from its rotated peers, votes and cosigns.
+        c.wait_until("land to vote", lambda: _voter(c, "land"))
+        c.wait_converged(ALL)
+        assert "catch_up_trust no longer needed agency=land" in c.log("land")
+        height = _write_final(c, "land", "land_use")
+        trust = _trust(c, 5)
+        for agency in ALL:
+            verify_note(_final_note(c, agency, height), trust.note_verifiers(), 3)
 
 
 def _anchor(cluster: Cluster, key: SigningKey) -> bytes:
