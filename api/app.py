@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Final, Literal
 
 import httpx
@@ -30,6 +31,7 @@ from api.metrics import Metrics, create_metrics
 from api.problems import ProblemError, install_problem_handlers, problem_for
 from api.qr import QrRenderer
 from api.verify_page import STATIC_DIR, STATIC_PREFIX
+from ledger.bundle_binary import BundleFormat
 from ledger.store import LedgerStore
 
 logger = logging.getLogger(__name__)
@@ -132,15 +134,23 @@ class HeadAsGet:
 
 # The two busiest reads: a document's status, and its proof bundle.
 HOT_PATH: Final = re.compile(r"/v1/documents/([0-9a-f]{64})(/bundle)?")
+# The bundle queries the hot reads take, and the form each asks for; any
+# other query (``format=xml``, ``format`` twice) goes on to the app, which
+# validates it as the route declares.
+HOT_BUNDLE_QUERIES: Final[dict[bytes, BundleFormat]] = {
+    b"": BundleFormat.JSON,
+    b"format=json": BundleFormat.JSON,
+    b"format=binary": BundleFormat.BINARY,
+}
 # How many bodies at the size limit a node holds at once (api.limits.BodyBudget).
 BODY_BUDGET_BODIES: Final = 4
 Answer = Callable[[LedgerStore, str], Response]
 
 
 class HotReads:
-    """Answers ``GET /v1/documents/{doc_id}`` and ``.../bundle`` without
-    FastAPI's routing, parameter solving and worker thread, which cost more
-    CPU than building the answer.
+    """Answers ``GET /v1/documents/{doc_id}`` and ``.../bundle`` (in either
+    form, ``HOT_BUNDLE_QUERIES``) without FastAPI's routing, parameter
+    solving and worker thread, which cost more CPU than building the answer.
 
     The same functions the routes call build the same bytes, a
     ``ProblemError`` becomes what the app's handler makes of it, and
@@ -162,37 +172,51 @@ class HotReads:
         self.app = app
         self.node = node
         self.bundles = ThreadPoolExecutor(1, thread_name_prefix="bundles")
-        status = _route(routes_documents.router.routes, routes_documents.document)
-        bundle = _route(routes_documents.router.routes, routes_documents.bundle)
-        self.routes: dict[bool, tuple[APIRoute, Answer]] = {
-            False: (status, routes_documents.document_response),
-            True: (bundle, routes_documents.bundle_response),
+        self.status = _route(routes_documents.router.routes, routes_documents.document)
+        self.bundle = _route(routes_documents.router.routes, routes_documents.bundle)
+        self.bundle_answers: dict[BundleFormat, Answer] = {
+            form: partial(routes_documents.bundle_response, form=form)
+            for form in BundleFormat
         }
 
+    def _hot(self, scope: Scope) -> tuple[APIRoute, Answer, str, bool] | None:
+        """The route, its answer, the doc id and whether it is a bundle, for
+        a request taken here; None for one left to the app."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        match = HOT_PATH.fullmatch(scope["path"])
+        if match is None or scope.get("root_path"):
+            return None
+        if match[2] is None:
+            # The status route declares no query: FastAPI ignores any.
+            return self.status, routes_documents.document_response, match[1], False
+        form = HOT_BUNDLE_QUERIES.get(scope.get("query_string", b""))
+        if form is None:
+            return None
+        return self.bundle, self.bundle_answers[form], match[1], True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            match = HOT_PATH.fullmatch(scope["path"])
-            if match is not None and not scope.get("root_path"):
-                is_bundle = match[2] is not None
-                route, answer = self.routes[is_bundle]
-                response: Response | None
-                try:
-                    if is_bundle and not self._state_at_hand():
-                        loop = asyncio.get_running_loop()
-                        response = await loop.run_in_executor(
-                            self.bundles, answer, self.node.store, match[1]
-                        )
-                    else:
-                        response = answer(self.node.store, match[1])
-                except ProblemError as exc:
-                    response = exc.response()  # what the app's handler sends
-                except Exception:
-                    # The app answers it (and logs it) as it would have.
-                    response = None
-                if response is not None:
-                    scope["route"] = route
-                    await response(scope, receive, send)
-                    return
+        hot = self._hot(scope)
+        if hot is not None:
+            route, answer, doc_id, is_bundle = hot
+            response: Response | None
+            try:
+                if is_bundle and not self._state_at_hand():
+                    loop = asyncio.get_running_loop()
+                    response = await loop.run_in_executor(
+                        self.bundles, answer, self.node.store, doc_id
+                    )
+                else:
+                    response = answer(self.node.store, doc_id)
+            except ProblemError as exc:
+                response = exc.response()  # what the app's handler sends
+            except Exception:
+                # The app answers it (and logs it) as it would have.
+                response = None
+            if response is not None:
+                scope["route"] = route
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     def _state_at_hand(self) -> bool:

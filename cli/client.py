@@ -50,6 +50,8 @@ from cli.wire import (
     parsed_answer,
     trust_from_api,
 )
+from ledger.bundle_binary import MEDIA_TYPE as BUNDLE_MEDIA_TYPE
+from ledger.bundle_binary import BundleFormat
 from ledger.entries import (
     Anchor,
     Entry,
@@ -322,6 +324,24 @@ class LedgerClient:
         """``GET /v1/documents/{doc_id}/bundle``: the proof bundle."""
         result: JSON = self._get(f"/v1/documents/{as_doc_id(doc_id).hex()}/bundle")
         return result
+
+    def bundle_binary(self, doc_id: bytes | str) -> bytes:
+        """``GET /v1/documents/{doc_id}/bundle?format=binary``: the proof
+        bundle's binary form, as the node sent it (``ledger.bundle_binary``
+        decodes it). A ClientError if the answer is not that form (a node
+        from before it ignores the query and answers JSON)."""
+        path = f"/v1/documents/{as_doc_id(doc_id).hex()}/bundle"
+        params = {"format": BundleFormat.BINARY.value}
+        response = self._send("GET", path, params=params)
+        media_type = response.headers.get("content-type", "").split(";")[0]
+        if media_type.strip() != BUNDLE_MEDIA_TYPE:
+            raise ClientError(
+                response.status_code,
+                "about:blank",
+                "not a binary bundle",
+                f"GET {path} answered {media_type or 'no content type'}",
+            )
+        return response.content
 
     # --- writes ------------------------------------------------------------
 

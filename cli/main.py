@@ -229,7 +229,7 @@ def verify(
     ] = None,
     qr: Annotated[Path | None, typer.Option("--qr", help="A QR code image.")] = None,
     bundle: Annotated[
-        Path | None, typer.Option("--bundle", help="A bundle file.")
+        Path | None, typer.Option("--bundle", help="A bundle file, JSON or binary.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine output.")] = False,
     timeout: TimeoutOpt = 15.0,

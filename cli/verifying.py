@@ -111,6 +111,26 @@ def load_json(path: Path, what: str) -> Any:
         raise UsageError(f"cannot read {what} {path}: {exc}") from exc
 
 
+def load_bundle(path: Path) -> Any:
+    """A bundle file: its bytes if it is the binary form (told by the first
+    byte; ``check_bundle`` decodes them), else its parsed JSON. UsageError
+    if it cannot be read, or is neither binary nor JSON."""
+    # Imported here, as the verifier is (check_bundle): every command
+    # imports this module, few read bundles.
+    from ledger.bundle_binary import is_binary_bundle
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read bundle {path}: {exc}") from exc
+    if is_binary_bundle(data):
+        return data
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise UsageError(f"cannot read bundle {path}: {exc}") from exc
+
+
 def load_trust(path: Path) -> TrustList:
     """A trust file: genesis.json, or a saved ``GET /v1/trust`` answer."""
     obj = load_json(path, "trust file")
@@ -260,7 +280,7 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
 
         # (3): the bundle.
         if req.bundle is not None:
-            bundle = load_json(req.bundle, "bundle")
+            bundle = load_bundle(req.bundle)
         elif doc_id is None:
             raise UsageError("no document id: give --receipt, --qr or --bundle")
         else:
@@ -271,7 +291,7 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
     finally:
         for opened in clients:
             opened.close()
-    if not isinstance(bundle, dict):
+    if not isinstance(bundle, dict | bytes):
         return Outcome(
             status="malformed",
             detail="the bundle is not a JSON object",
@@ -295,7 +315,7 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
 
 
 def check_bundle(
-    bundle: Mapping[str, Any],
+    bundle: Mapping[str, Any] | bytes,
     trust: TrustList,
     *,
     document: bytes | None = None,
@@ -305,12 +325,17 @@ def check_bundle(
     max_age_ms: int | None = None,
     trust_from_node: bool = False,
 ) -> Outcome:
-    """Run the offline verifier; every failure becomes an ``Outcome``."""
+    """Run the offline verifier on a bundle in either form (bytes: the
+    binary form); every failure becomes an ``Outcome``."""
+    from ledger.bundle_binary import decode_bundle
     from ledger.verify import verify_bundle
 
     try:
+        # A binary bundle that does not decode is as malformed as a JSON one
+        # of the wrong shape: the decoder raises the verifier's error.
+        parsed = decode_bundle(bundle) if isinstance(bundle, bytes) else bundle
         verdict = verify_bundle(
-            bundle,
+            parsed,
             trust,
             document=document,
             salt=salt,

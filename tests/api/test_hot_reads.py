@@ -14,6 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import api.app
 from api.app import HotReads, create_app
+from ledger.bundle_binary import MEDIA_TYPE as BINARY_MEDIA_TYPE
 from ledger.store import LedgerStore
 from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import Document, LocalChain
@@ -38,6 +39,10 @@ def _paths(docs: list[Document]) -> list[str]:
     ids = [d.doc_id.hex() for d in docs]
     ids += ["00" * 32, "AB" * 32, "zz"]  # unknown, not lowercase, malformed
     paths = [f"/v1/documents/{i}{end}" for i in ids for end in ("", "/bundle")]
+    # Both forms of the bundle, and queries the hot reads leave to the app.
+    forms = ["binary", "json", "xml", "binary&format=json", "binary&x=1"]
+    paths += [f"/v1/documents/{ids[0]}/bundle?format={f}" for f in forms]
+    paths += [f"/v1/documents/{i}/bundle?format=binary" for i in ids[1:]]
     return [*paths, f"/v1/documents/{ids[0]}?lang=en", f"/v1/documents/{ids[0]}/"]
 
 
@@ -64,20 +69,20 @@ def test_hot_reads_answer_what_the_routes_answer(
     monkeypatch.setattr(api.app, "HOT_PATH", re.compile(r"(?!)"))  # matches nothing
     assert _answers(local.store, paths) == hot
     # HEAD is answered as GET is (no 405), by the hot reads too; a trailing
-    # slash is a 404 (no redirect).
-    assert {status for status, _, _ in hot[0]} == {200, 400, 404}
+    # slash is a 404 (no redirect); an unknown format a 422.
+    assert {status for status, _, _ in hot[0]} == {200, 400, 404, 422}
     heads = hot[0][1::2]
     assert heads and all(body == b"" for _, _, body in heads)
 
 
-def _call(app: HotReads, path: str) -> list[Message]:
+def _call(app: HotReads, path: str, query: bytes = b"") -> list[Message]:
     scope: Scope = {
         "type": "http",
         "method": "GET",
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
+        "query_string": query,
         "headers": [],
     }
     sent: list[Message] = []
@@ -108,7 +113,19 @@ def test_only_other_requests_reach_the_app(
     unknown = "00" * 32
     assert _call(app, f"/v1/documents/{unknown}")[0]["status"] == 404
     assert _call(app, f"/v1/documents/{unknown}/bundle")[0]["status"] == 200
+    bundle = f"/v1/documents/{doc}/bundle"
+    for query, media_type in [
+        (b"format=json", b"application/json"),
+        (b"format=binary", BINARY_MEDIA_TYPE.encode()),
+    ]:
+        start = _call(app, bundle, query)[0]
+        assert start["status"] == 200
+        assert (b"content-type", media_type) in start["headers"]
     assert reached == []
     for path in ("/v1/documents/zz", f"/v1/documents/{doc}/qr.png", "/v1/trust"):
         assert _call(app, path) == []
     assert reached == ["/v1/documents/zz", f"/v1/documents/{doc}/qr.png", "/v1/trust"]
+    # A bundle query the route would have to validate is the app's.
+    for query in (b"format=xml", b"format=binary&format=json", b"lang=en"):
+        assert _call(app, bundle, query) == []
+    assert reached[3:] == [bundle] * 3

@@ -16,6 +16,8 @@ import httpx
 from cli.sources import store_document
 from ledger.block import OK, block_hash, encode_block
 from ledger.bundle import build_bundle
+from ledger.bundle_binary import MEDIA_TYPE as BINARY_MEDIA_TYPE
+from ledger.bundle_binary import encode_bundle
 from ledger.entries import Anchor, Record, Revoke, Supersede, decode_entry
 from ledger.errors import EncodingError
 from ledger.submission import decode_submission
@@ -73,7 +75,14 @@ class FakeNode:
         if path.startswith("/v1/documents/"):
             doc_id = bytes.fromhex(path.split("/")[3])
             if path.endswith("/bundle"):
-                return httpx.Response(200, json=build_bundle(store, doc_id))
+                bundle = build_bundle(store, doc_id)
+                if request.url.params.get("format") == "binary":
+                    return httpx.Response(
+                        200,
+                        content=encode_bundle(bundle),
+                        headers={"content-type": BINARY_MEDIA_TYPE},
+                    )
+                return httpx.Response(200, json=bundle)
             doc = store_document(store, doc_id)
             if doc is None:
                 return problem(404, "not-found", "no such document")

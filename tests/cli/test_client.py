@@ -253,6 +253,26 @@ def test_an_answer_of_the_wrong_shape_is_a_client_error(
     assert caught.value.title == "unexpected answer"
 
 
+def test_a_binary_bundle_answered_as_json_is_a_client_error() -> None:
+    """A node from before the binary form ignores ``format`` and answers
+    JSON; the client says so rather than hand JSON over as the bytes."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url.params))
+        return httpx.Response(200, json={"version": 1})
+
+    doc_id = "ab" * 32
+    with (
+        _client(httpx.MockTransport(handler)) as client,
+        pytest.raises(ClientError) as caught,
+    ):
+        client.bundle_binary(doc_id)
+    assert asked == ["format=binary"]
+    assert caught.value.title == "not a binary bundle"
+    assert "application/json" in str(caught.value.detail)
+
+
 # --- the helpers, against a fake node ------------------------------------------
 
 

@@ -26,6 +26,7 @@ from cli import render
 from cli.client import LedgerClient
 from cli.main import app
 from cli.sources import store_document
+from ledger.bundle_binary import decode_bundle, is_binary_bundle
 from ledger.entries import derive_doc_id
 from ledger.store import LedgerStore
 from tests.cli.chain import LocalChain
@@ -359,6 +360,45 @@ def test_record_and_proof(node: FakeNode, tmp_path: Path) -> None:
         str(doc),
     )
     assert code == 0, output
+
+
+def test_proof_in_binary_verifies_as_the_json_one(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = tmp_path / "cert.pdf"
+    doc.write_bytes(b"certificate")
+    (receipt,) = anchor(tmp_path, "health", doc, doc_type="health_record")
+    args = ["proof", "--node", NODE, "--format", "binary", receipt["doc_id"]]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = result.stdout_bytes
+    assert is_binary_bundle(data)
+    code, output = run("proof", "--node", NODE, receipt["doc_id"])
+    assert code == 0
+    assert decode_bundle(data) == json.loads(output)
+    bundle_path = tmp_path / "bundle.bin"
+    bundle_path.write_bytes(data)
+    code, output = run(
+        "verify",
+        "--trust",
+        str(tmp_path / "cluster" / "genesis.json"),
+        "--bundle",
+        str(bundle_path),
+        "--receipt",
+        str(tmp_path / "receipts" / "cert.pdf.receipt.json"),
+        str(doc),
+    )
+    assert code == 0, output
+    code, output = run("proof", "--node", NODE, "--format", "xml", receipt["doc_id"])
+    assert code == 2, output
+    # Raw bytes are not for a terminal: refused before the node is asked.
+    monkeypatch.setattr(cli.writes, "_stdout_is_terminal", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr(cli.common, "make_client", lambda *a, **k: asked.append("x"))
+    code, output = run(*args)
+    assert code == 2
+    assert "not written to a terminal" in output and "> bundle.bin" in output
+    assert asked == []
 
 
 def test_audit_and_status_over_http(node: FakeNode, tmp_path: Path) -> None:

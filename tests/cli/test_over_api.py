@@ -20,7 +20,8 @@ from api.qr import qr_png, qr_url
 from cli.audit import AuditError, KeptCheckpoint, audit
 from cli.client import ClientError, LedgerClient
 from cli.sources import ClientSource
-from cli.verifying import VerifyRequest, run_verify
+from cli.verifying import VerifyRequest, check_bundle, run_verify
+from ledger.bundle_binary import decode_bundle
 from tests.api.stubnode import BASE, StubNode
 from tests.cli.chain import Document, LocalChain
 
@@ -117,6 +118,24 @@ def test_verify_online_with_a_qr_code(
     outcome = run_verify(req, client_factory=lambda url: _client(transport))
     assert outcome.status == status
     assert outcome.trust_from_node
+
+
+@pytest.mark.parametrize(("index", "status"), [(0, "revoked"), (2, "valid")])
+def test_the_binary_bundle_over_http_verifies_as_the_json_one(
+    served: tuple[LocalChain, httpx.MockTransport, list[Document]],
+    index: int,
+    status: str,
+) -> None:
+    chain, transport, docs = served
+    with _client(transport) as client:
+        binary = client.bundle_binary(docs[index].doc_id)
+        bundle = client.bundle(docs[index].doc_id)
+    assert decode_bundle(binary) == bundle
+    binary_outcome = check_bundle(binary, chain.trust, doc_id=docs[index].doc_id)
+    json_outcome = check_bundle(bundle, chain.trust, doc_id=docs[index].doc_id)
+    assert binary_outcome.status == status
+    assert binary_outcome.verdict == json_outcome.verdict
+    assert check_bundle(binary[:-1], chain.trust).status == "malformed"
 
 
 def test_verify_online_unknown_document(

@@ -29,6 +29,7 @@ from cli.verifying import (
     run_verify,
 )
 from ledger.bundle import build_bundle
+from ledger.bundle_binary import encode_bundle
 from ledger.entries import derive_doc_id
 from ledger.keys import SigningKey, verifier_key_string
 from ledger.trust import TrustList
@@ -214,6 +215,69 @@ def test_mangled_bundle_is_malformed(fx: Fixture) -> None:
     broken.write_text(json.dumps(data))
     code, _ = _verify("--trust", str(fx.trust_file), "--bundle", str(broken))
     assert code == EXIT_CODES["malformed"]
+
+
+def _binary_copy(fx: Fixture, name: str) -> Path:
+    """The binary form of ``name``'s bundle file, beside it."""
+    bundle, _, _ = fx.files(name)
+    binary = fx.root / f"{name}.bundle.bin"
+    binary.write_bytes(encode_bundle(json.loads(bundle.read_text())))
+    return binary
+
+
+@pytest.mark.parametrize("name", ["valid", "revoked", "superseded", "not_found"])
+def test_a_binary_bundle_file_verifies_as_its_json_file(fx: Fixture, name: str) -> None:
+    bundle, receipt, document = fx.files(name)
+    binary = _binary_copy(fx, name)
+    answers = []
+    for path in (bundle, binary):
+        code, output = _verify(
+            "--trust", str(fx.trust_file), "--bundle", str(path), "--json"
+        )
+        answers.append((code, json.loads(output)))
+        with_file = _verify(
+            "--trust",
+            str(fx.trust_file),
+            "--bundle",
+            str(path),
+            "--receipt",
+            str(receipt),
+            str(document),
+        )
+        assert with_file[0] == code
+    assert answers[0] == answers[1]
+    assert answers[0][1]["status"] == name  # each file is named by its status
+    assert answers[0][0] == EXIT_CODES[name]
+
+
+def test_a_binary_bundle_is_stale_as_its_json_file_is(fx: Fixture) -> None:
+    binary = _binary_copy(fx, "valid")
+    code, _ = _verify(
+        "--trust", str(fx.trust_file), "--bundle", str(binary), "--max-age", "60"
+    )
+    assert code == EXIT_CODES["stale"]
+
+
+def test_a_mangled_binary_bundle_is_malformed(fx: Fixture) -> None:
+    data = _binary_copy(fx, "valid").read_bytes()
+    broken = fx.root / "broken.bundle.bin"
+    for mangled in (data[:-1], data + b"\x00", data[:1]):
+        broken.write_bytes(mangled)
+        code, output = _verify("--trust", str(fx.trust_file), "--bundle", str(broken))
+        assert code == EXIT_CODES["malformed"], output
+
+
+def test_a_json_bundle_with_leading_whitespace_is_still_json(fx: Fixture) -> None:
+    bundle, _, _ = fx.files("valid")
+    spaced = fx.root / "spaced.bundle.json"
+    spaced.write_text("\n  " + bundle.read_text())
+    code, _ = _verify("--trust", str(fx.trust_file), "--bundle", str(spaced))
+    assert code == 0
+    # Neither form (an empty file, a msgpack array): a file error, as before.
+    for junk in (b"", b"\x92\x01\x02"):
+        spaced.write_bytes(junk)
+        code, _ = _verify("--trust", str(fx.trust_file), "--bundle", str(spaced))
+        assert code == 2
 
 
 def test_bundle_alone_reports_status_without_a_file(fx: Fixture) -> None:
