@@ -19,7 +19,6 @@ from typing import Final, Literal
 import httpx
 from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,7 +29,7 @@ from api.limits import BodyBudget, RateLimiter
 from api.metrics import Metrics, create_metrics
 from api.problems import ProblemError, install_problem_handlers, problem_for
 from api.qr import QrRenderer
-from api.verify_page import STATIC_DIR, STATIC_PREFIX
+from api.verify_page import STATIC_DIR, STATIC_PREFIX, VersionedStaticFiles
 from ledger.bundle_binary import BundleFormat
 from ledger.store import LedgerStore
 
@@ -351,7 +350,9 @@ def create_app(
     app.include_router(routes_read.router)
     app.include_router(routes_documents.router)
     app.include_router(routes_write.router)
-    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
+    # Versioned URLs kept for a year, anything else revalidated.
+    static = VersionedStaticFiles(directory=STATIC_DIR)
+    app.mount(STATIC_PREFIX, static, name="static")
     # Hot reads inside the count, so they are counted too; HEAD before them,
     # so that they answer it.
     app.front = HttpMetrics(

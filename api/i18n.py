@@ -5,10 +5,18 @@ the province. English is one click away for foreign employers and embassies.
 Every user-facing string lives here, in both languages, so a missing
 translation is a test failure rather than a blank on a printed screen.
 
-Dates are shown as ``dd/mm/yyyy HH:MM`` in Vietnam time. Vietnam has kept
-UTC+7 with no daylight saving since 1975, so a fixed offset gives the same
-answer as ``Asia/Ho_Chi_Minh`` without depending on the host's tz database
-(slim containers often have none).
+Times are shown in Vietnam time with the zone written after them:
+``05/03/2025 14:30 UTC+7`` in Vietnamese, ``5 March 2025, 14:30 UTC+7`` in
+English (``format_time`` says why). Vietnam has kept UTC+7 with no daylight
+saving since 1975, so a fixed offset gives the same answer as
+``Asia/Ho_Chi_Minh`` without depending on the host's tz database (slim
+containers often have none).
+
+The detail line under a failed check is the verifier's own English message
+(``ledger.verify`` and what it calls, or the store's error for ``stale``).
+``detail_text`` says it in Vietnamese on a Vietnamese page: a known message
+in words, its variable parts (ids, numbers, an exception's own text) kept as
+they came; any other behind a Vietnamese lead-in.
 
 The ledger takes any u64 millisecond time, up to the year 584 million;
 ``datetime`` stops at 31/12/9999. A time past that is shown in words with its
@@ -17,14 +25,32 @@ raw value rather than failing the page (``format_time``, ``shown_time``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 LANGS: Final = ("vi", "en")
 DEFAULT_LANG: Final = "vi"
-VIETNAM_TZ: Final = timezone(timedelta(hours=7), "UTC+7")
-DATE_FORMAT: Final = "%d/%m/%Y %H:%M"
+# Written after every time shown, in both languages.
+ZONE_LABEL: Final = "UTC+7"
+VIETNAM_TZ: Final = timezone(timedelta(hours=7), ZONE_LABEL)
+# Spelt out here rather than strftime's %B, which follows the process's
+# locale: a host with another LC_TIME would print its own month names.
+MONTHS_EN: Final = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The last millisecond datetime can hold in Vietnam time (31/12/9999 23:59:59
 # UTC+7); in UTC that moment is 7 hours earlier, so it fits there too.
@@ -62,11 +88,12 @@ MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
     # A time datetime cannot show; the raw value lets a reader check it.
     "beyond_year_9999": (
         "sau năm 9999 ({ms} mili giây kể từ 01/01/1970 UTC)",
-        "after the year 9999 ({ms} milliseconds since 01/01/1970 UTC)",
+        "after the year 9999 ({ms} milliseconds since 1 January 1970 UTC)",
     ),
+    # {time} ends with its zone (UTC+7); the words say which zone that is.
     "as_of": (
-        "Trạng thái tính đến {time} (giờ Việt Nam, UTC+7).",
-        "Status as of {time} (Vietnam time, UTC+7).",
+        "Trạng thái tính đến {time} (giờ Việt Nam).",
+        "Status as of {time} (Vietnam time).",
     ),
     "ledger_position": (
         "Sổ cái: khối {height}, {size} bản ghi.",
@@ -277,6 +304,192 @@ def revoke_reason_name(reason: str, lang: str) -> str:
     return reason if names is None else names[_index(lang)]
 
 
+# The verifier's English messages a verify page can show (ledger.verify,
+# ledger.checkpoint, ledger.note, ledger.merkle, ledger.stateproof,
+# ledger.keys; ledger.bundle and the store for ``stale``), each matched as a
+# whole, and their Vietnamese. Named groups carry the variable parts into
+# the Vietnamese unchanged, except that a group whose name ends in ``_n`` is
+# an integer, written with the Vietnamese thousands separator, and ``raw``
+# is an exception's own text, left in English. A message not listed here
+# gets its status's lead-in (DETAIL_LEADS) before it.
+DETAIL_TEXT: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
+    (re.compile(pattern), vi)
+    for pattern, vi in (
+        # The checkpoint: a quorum of the agencies' node keys, this ledger.
+        (
+            r"quorum not met: (?P<got_n>\d+) of (?P<need_n>\d+) required distinct "
+            r"keys signed \((?P<lines_n>\d+) signature lines\)",
+            "Điểm kiểm tra chưa đủ chữ ký: mới có {got_n} trong số {need_n} khóa "
+            "bắt buộc đã ký ({lines_n} dòng chữ ký).",
+        ),
+        (
+            r"signature by (?P<signer>\S+) fails",
+            "Chữ ký của {signer} trên điểm kiểm tra không hợp lệ.",
+        ),
+        (
+            r"checkpoint of origin (?P<got>.+), expected (?P<want>.+)",
+            "Điểm kiểm tra thuộc sổ cái {got}, trong khi cần sổ cái {want}.",
+        ),
+        (
+            r"bundle of log (?P<got>.+), trust list of (?P<want>.+)",
+            "Bằng chứng thuộc sổ cái {got}, còn danh sách tin cậy là của sổ cái "
+            "{want}.",
+        ),
+        (r"bad checkpoint: (?P<raw>.*)", "Điểm kiểm tra không hợp lệ: {raw}"),
+        (
+            r"checkpoint is (?P<age_n>\d+) ms old, limit (?P<limit_n>\d+)",
+            "Điểm kiểm tra mới nhất đã được lập cách đây {age_n} ms, quá giới hạn "
+            "{limit_n} ms.",
+        ),
+        # The leaves: in the log, signed by their issuer, about this document.
+        (
+            r"inclusion proof: expected (?P<want>[0-9a-f]+), "
+            r"computed (?P<got>[0-9a-f]+)",
+            "Bằng chứng ghi nhận không dẫn tới mã băm gốc của điểm kiểm tra: cần "
+            "{want}, tính được {got}.",
+        ),
+        (
+            "inclusion proof longer than the tree is high",
+            "Bằng chứng ghi nhận dài hơn chiều cao của cây Merkle.",
+        ),
+        (
+            "inclusion proof shorter than the tree is high",
+            "Bằng chứng ghi nhận ngắn hơn chiều cao của cây Merkle.",
+        ),
+        (
+            r"proof has (?P<got_n>\d+) hashes, want (?P<want_n>\d+)",
+            "Bằng chứng có {got_n} mã băm, trong khi cần {want_n}.",
+        ),
+        (
+            r"leaf index (?P<leaf_n>\d+) outside tree of size (?P<size_n>\d+)",
+            "Bản ghi số {leaf_n} nằm ngoài sổ cái chỉ có {size_n} bản ghi.",
+        ),
+        (
+            r"leaf (?P<leaf_n>\d+) does not decode: (?P<raw>.*)",
+            "Bản ghi số {leaf_n} không giải mã được: {raw}",
+        ),
+        (
+            r"leaf issued by (?P<issuer>\S+), signed by (?P<signer>\S+)",
+            "Bản ghi ghi cơ quan cấp là {issuer} nhưng lại do {signer} ký.",
+        ),
+        (
+            r"agency (?P<agency>\S+) is not in the trust list",
+            "Cơ quan {agency} không có trong danh sách tin cậy.",
+        ),
+        (
+            r"key (?P<key>[0-9a-f]+) is not a key of (?P<agency>\S+)",
+            "Khóa {key} không phải là khóa ký của cơ quan {agency}.",
+        ),
+        (
+            r"batch of (?P<size_n>\d+) entries",
+            "Lô ký có số bản ghi không hợp lệ: {size_n}.",
+        ),
+        # Signature lines of the checkpoint say "signature by ... fails", so
+        # a bare Ed25519 failure is the issuer's signature of a leaf's batch.
+        (
+            "Ed25519 signature does not verify",
+            "Chữ ký Ed25519 của cơ quan cấp trên bản ghi không hợp lệ.",
+        ),
+        (
+            r"public key of (?P<size_n>\d+) bytes",
+            "Khóa công khai có độ dài sai: {size_n} byte.",
+        ),
+        (
+            r"signature of (?P<size_n>\d+) bytes",
+            "Chữ ký có độ dài sai: {size_n} byte.",
+        ),
+        (
+            "the anchor leaf does not anchor this document",
+            "Bản ghi gốc trong bằng chứng không phải là bản ghi ghi nhận văn bản này.",
+        ),
+        (
+            "changes without an anchor",
+            "Bằng chứng có bản ghi thay đổi nhưng không có bản ghi gốc của văn bản.",
+        ),
+        (
+            r"change leaf (?P<leaf_n>\d+) out of order",
+            "Bản ghi thay đổi số {leaf_n} không đúng thứ tự.",
+        ),
+        (
+            r"leaf (?P<leaf_n>\d+) does not change this document",
+            "Bản ghi số {leaf_n} không phải là thay đổi của văn bản này.",
+        ),
+        (
+            r"the changes cannot follow one another: (?P<raw>.*)",
+            "Các thay đổi của văn bản không thể nối tiếp nhau theo quy tắc của sổ "
+            "cái: {raw}",
+        ),
+        # The state: the proven status record, and the one the leaves make.
+        (
+            r"state root: expected (?P<want>[0-9a-f]+), computed (?P<got>[0-9a-f]+)",
+            "Bằng chứng trạng thái không dẫn tới gốc trạng thái của điểm kiểm tra: "
+            "cần {want}, tính được {got}.",
+        ),
+        (
+            "the state proof is for another key",
+            "Bằng chứng trạng thái là của một mã khác, không phải của văn bản này.",
+        ),
+        (
+            "state proof kind contradicts the claim",
+            "Loại bằng chứng trạng thái mâu thuẫn với điều nó chứng minh.",
+        ),
+        (
+            "other_leaf is the key's own leaf",
+            "Bằng chứng vắng mặt (other_leaf) lại trỏ tới chính bản ghi của mã này.",
+        ),
+        (
+            "other_leaf is off the key's path",
+            "Bằng chứng vắng mặt (other_leaf) nằm ngoài đường dẫn của mã này.",
+        ),
+        (
+            r"state proof: (?P<raw>.*)",
+            "Bằng chứng trạng thái sai định dạng: {raw}",
+        ),
+        (
+            r"the proven status record does not decode: (?P<raw>.*)",
+            "Bản ghi trạng thái được chứng minh không giải mã được: {raw}",
+        ),
+        (
+            "the state and the log disagree on whether it exists",
+            "Bằng chứng trạng thái và sổ cái mâu thuẫn nhau về việc văn bản có tồn "
+            "tại hay không.",
+        ),
+        (
+            "the proven status is not the one its leaves produce",
+            "Trạng thái được chứng minh khác với trạng thái suy ra từ các bản ghi "
+            "của văn bản.",
+        ),
+        (
+            r"bundle version (?P<got>\d+), expected (?P<want>\d+)",
+            "Bằng chứng có phiên bản {got}, trong khi cần phiên bản {want}.",
+        ),
+        # The store (shown as stale): nothing final yet, or a race with pruning.
+        (
+            "no checkpoint is final yet",
+            "Chưa có điểm kiểm tra nào được đủ số cơ quan ký xác nhận.",
+        ),
+        (
+            r"no undo record of block (?P<height_n>\d+)",
+            "Điểm kiểm tra của khối {height_n} vừa được thay bằng điểm kiểm tra "
+            "mới hơn. Hãy tải lại trang.",
+        ),
+    )
+)
+# Before a message DETAIL_TEXT does not know, by status; {raw} is the
+# message itself. Under ``stale`` such a message is the store's error.
+DETAIL_LEADS: Final[Mapping[str, str]] = {
+    "tampered": "Bằng chứng không khớp. Chi tiết kỹ thuật (tiếng Anh): {raw}",
+    "unknown_issuer": (
+        "Không xác minh được cơ quan cấp. Chi tiết kỹ thuật (tiếng Anh): {raw}"
+    ),
+    "stale": (
+        "Máy chủ không đọc được dữ liệu sổ cái. Chi tiết kỹ thuật (tiếng Anh): {raw}"
+    ),
+    "malformed": ("Dữ liệu không đúng định dạng. Chi tiết kỹ thuật (tiếng Anh): {raw}"),
+}
+DETAIL_LEAD_OTHER: Final = "Chi tiết kỹ thuật (tiếng Anh): {raw}"
+
+
 def shown_time(ms: int) -> datetime | None:
     """Unix milliseconds (whole seconds of them) as a Vietnam-time datetime,
     or None after the year 9999, which ``datetime`` cannot hold."""
@@ -289,15 +502,48 @@ def shown_time(ms: int) -> datetime | None:
 
 
 def format_time(ms: int, lang: str = DEFAULT_LANG) -> str:
-    """Unix milliseconds as ``dd/mm/yyyy HH:MM`` in Vietnam time (UTC+7); a
-    time after the year 9999 in words of ``lang``, with its raw value."""
+    """Unix milliseconds in Vietnam time, its zone written after it: in
+    Vietnamese ``05/03/2025 14:30 UTC+7``, in English ``5 March 2025, 14:30
+    UTC+7``; a time after the year 9999 in words of ``lang``, with its raw
+    value.
+
+    Vietnamese readers write day/month/year. An English reader may read
+    05/03 as the 3rd of May (American order), so English names the month:
+    no reading order makes "5 March" another day. ISO 8601 (2025-03-05) is
+    as unambiguous but reads as a code to a clerk checking a certificate.
+    """
     shown = shown_time(ms)
     if shown is None:
         return text("beyond_year_9999", lang, ms=format_count(ms, lang))
-    return shown.strftime(DATE_FORMAT)
+    clock = f"{shown.hour:02d}:{shown.minute:02d} {ZONE_LABEL}"
+    if _index(lang) == 0:
+        return f"{shown.day:02d}/{shown.month:02d}/{shown.year} {clock}"
+    return f"{shown.day} {MONTHS_EN[shown.month - 1]} {shown.year}, {clock}"
 
 
 def format_count(n: int, lang: str) -> str:
     """An integer with the language's thousands separator (10.000 / 10,000)."""
     grouped = f"{n:,}"
     return grouped.replace(",", ".") if _index(lang) == 0 else grouped
+
+
+def detail_text(detail: str, status: str, lang: str) -> str:
+    """The verify page's detail line for ``detail``, the verifier's English
+    message behind ``status``, in ``lang``.
+
+    English shows the message as the verifier wrote it (the words ``ledger
+    verify`` prints, which a support desk can search for). Vietnamese says
+    a message of ``DETAIL_TEXT`` in Vietnamese and puts the status's lead-in
+    (``DETAIL_LEADS``) before any other.
+    """
+    if _index(lang) != 0:
+        return detail
+    for pattern, vi in DETAIL_TEXT:
+        found = pattern.fullmatch(detail)
+        if found is not None:
+            values = {
+                name: format_count(int(value), lang) if name.endswith("_n") else value
+                for name, value in found.groupdict().items()
+            }
+            return vi.format(**values)
+    return DETAIL_LEADS.get(status, DETAIL_LEAD_OTHER).format(raw=detail)

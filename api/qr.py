@@ -35,6 +35,8 @@ MAX_VERSION: Final = 10
 # Pixels per module and the quiet zone in modules (ISO/IEC 18004 asks for 4).
 PNG_SCALE: Final = 8
 QUIET_ZONE: Final = 4
+# The light modules and the quiet zone, in both images: opaque white.
+LIGHT: Final = "#fff"
 
 
 def qr_url(public_url: str, doc_id: bytes, salt: bytes) -> str:
@@ -86,12 +88,13 @@ def qr_png(url: str) -> bytes:
     Raises ``ValueError`` if the code would need a version above 10.
     """
     buf = io.BytesIO()
-    _make(url).save(buf, kind="png", scale=PNG_SCALE, border=QUIET_ZONE)
+    _make(url).save(buf, kind="png", scale=PNG_SCALE, border=QUIET_ZONE, light=LIGHT)
     return buf.getvalue()
 
 
 def qr_svg(url: str) -> str:
-    """A standalone SVG document of the QR code for ``url``.
+    """A standalone SVG document of the QR code for ``url`` (black on an
+    opaque white square that covers the quiet zone too).
 
     Raises ``ValueError`` if the code would need a version above 10.
     """
@@ -102,6 +105,10 @@ def qr_svg(url: str) -> str:
         xmldecl=True,
         scale=PNG_SCALE,
         border=QUIET_ZONE,
+        # segno leaves the light modules transparent by default: on a dark
+        # page or a viewer in dark mode the code turned light-on-dark with
+        # no quiet zone, and phones did not read it.
+        light=LIGHT,
         title="QR code",
         svgclass=None,
         lineclass=None,

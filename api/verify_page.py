@@ -15,6 +15,10 @@ the file (or anything else) anywhere.
 
 The page works without JavaScript except for the file check; the language
 link then drops the fragment, which only the file check needs.
+
+Caching: the page itself is ``no-cache`` (a status changes with a
+revocation, so every view asks the node), while its CSS and JS are linked
+under a hash of their bytes and kept for a year (``VersionedStaticFiles``).
 """
 
 from __future__ import annotations
@@ -22,17 +26,24 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from string import Template
 from typing import Final
+from urllib.parse import parse_qs
+
+from starlette.responses import Response
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 
 from api.i18n import (
     LANGS,
+    detail_text,
     doc_type_name,
     format_count,
     format_time,
@@ -64,9 +75,17 @@ VERIFY_PAGE_HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": PAGE_CSP + "; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    # A status can change at any time (a revocation): always revalidate.
+    # A status can change at any time (a revocation): no cache, shared or
+    # the browser's, may show a copy without asking the node first.
     "Cache-Control": "no-cache",
 }
+# A static file asked for under the hash of the bytes served: those bytes
+# are what that URL names for ever (VersionedStaticFiles).
+STATIC_IMMUTABLE: Final = "public, max-age=31536000, immutable"
+# Any other request for a static file: use it only after asking again (a
+# cheap 304 with the ETag), so no cache keeps one release's file under the
+# URL of another's.
+STATIC_REVALIDATE: Final = "no-cache"
 
 DOC_ID_HEX: Final = re.compile(r"[0-9a-f]{64}")
 # A malformed id comes from the URL; cap what we echo of it.
@@ -126,7 +145,8 @@ class VerifyView:
     ``malformed`` only ``doc_id_hex`` (as it came in the URL), the checkpoint
     fields and ``detail`` are meaningful. ``issuer_names`` maps ``vi`` and
     ``en`` to the agency's names from the trust list. ``detail`` is an
-    optional extra line (for example why a proof failed), shown as given.
+    optional extra line: the verifier's English message (why a proof
+    failed), shown in the page's language by ``i18n.detail_text``.
     """
 
     doc_id_hex: str
@@ -198,12 +218,58 @@ def _template() -> Template:
     return Template(TEMPLATE_PATH.read_text(encoding="utf-8"))
 
 
-@cache
 def _static_url(name: str) -> str:
     # A content hash in the URL lets the app cache static files for long
     # while a new release still reaches every phone at once.
-    digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
-    return f"{STATIC_PREFIX}/{name}?v={digest}"
+    return f"{STATIC_PREFIX}/{name}?v={static_version(STATIC_DIR / name)}"
+
+
+def static_version(path: PathLike) -> str:
+    """The version a static file is linked under: a hash of its bytes.
+
+    Keyed by the file's modification time and size, so a file replaced on
+    disk gets a new version without a restart, and the page and the file
+    server (``VersionedStaticFiles``) always agree.
+    """
+    found = os.stat(path)
+    return _digest(os.fspath(path), found.st_mtime_ns, found.st_size)
+
+
+@lru_cache(maxsize=16)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    # mtime_ns and size are only the cache key: a changed file is read again.
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+class VersionedStaticFiles(StaticFiles):
+    """The page's static files, with a cache policy by URL.
+
+    ``?v=`` equal to the hash of the bytes served: ``STATIC_IMMUTABLE``.
+    Anything else (no ``v``, or the ``v`` of another release, as a page
+    from a node of another version behind the same name asks during an
+    upgrade): ``STATIC_REVALIDATE``; a year's immutable copy of this file
+    under that URL would be the wrong file there for a year.
+    """
+
+    def file_response(
+        self,
+        full_path: PathLike,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        # A 304 too: it carries the Cache-Control a 200 would (RFC 9110 15.4.5).
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        # Read once per version of the file; the page has mostly read it first.
+        served = _digest(
+            os.fspath(full_path), stat_result.st_mtime_ns, stat_result.st_size
+        )
+        versioned = query.get("v") == [served]
+        response.headers["Cache-Control"] = (
+            STATIC_IMMUTABLE if versioned else STATIC_REVALIDATE
+        )
+        return response
 
 
 def _row(label: str, value_html: str, row_id: str) -> str:
@@ -224,7 +290,8 @@ def _details(view: VerifyView, lang: str) -> str:
     if view.status in FOUND or view.status in ("tampered", "unknown_issuer"):
         rows.extend(_document_rows(view, lang))
     if view.detail:
-        rows.append(_row(text("detail", lang), _e(view.detail), "detail"))
+        detail = detail_text(view.detail, view.status, lang)
+        rows.append(_row(text("detail", lang), _e(detail), "detail"))
     body = "\n".join(rows)
     return (
         '<section class="card" aria-labelledby="details-title">\n'
@@ -332,15 +399,22 @@ def _file_check(view: VerifyView, lang: str) -> str:
     }
     attrs = " ".join(f'data-{name}="{_e(value)}"' for name, value in data.items())
     # The input starts disabled; verify.js enables it once it has a salt and
-    # WebCrypto, so without either nothing pretends to work.
+    # WebCrypto, so without either nothing pretends to work. The browser
+    # writes a file input's button and "no file chosen" in its own language,
+    # not the page's: the input is hidden from sight (still focusable and
+    # labelled), its label, after it, is the button, and verify.js shows
+    # the chosen file's name.
     return (
         f'<section id="file-check" class="card" aria-labelledby="file-title" {attrs}>\n'
         f'<h2 id="file-title">{_e(text("file_title", lang))}</h2>\n'
         f"<p>{_e(text('file_intro', lang))}</p>\n"
         f'<p id="salt-missing" class="notice" hidden>{_e(text("no_salt", lang))}</p>\n'
         '<div id="drop-zone" class="drop">\n'
-        f'<label for="file-input">{_e(text("file_label", lang))}</label>\n'
-        '<input id="file-input" type="file" accept="application/pdf,.pdf" disabled>\n'
+        '<input id="file-input" class="file" type="file" '
+        'accept="application/pdf,.pdf" disabled>\n'
+        f'<label for="file-input" class="button">{_e(text("file_label", lang))}'
+        "</label>\n"
+        '<p id="file-name" class="file-name" hidden></p>\n'
         f'<p class="hint">{_e(text("file_drop", lang))}</p>\n'
         "</div>\n"
         '<p id="file-result" class="result" role="status" aria-live="polite"></p>\n'

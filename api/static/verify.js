@@ -73,6 +73,7 @@
     var zone = document.getElementById("drop-zone");
     var result = document.getElementById("file-result");
     var missing = document.getElementById("salt-missing");
+    var chosen = document.getElementById("file-name");
     var hasCrypto = !!(window.crypto && window.crypto.subtle);
     var run = 0; // only the latest check may write the result
     var checkedHash = null; // the fragment the result on screen was made with
@@ -90,6 +91,13 @@
       result.setAttribute("data-outcome", kind);
     }
 
+    // The input itself is hidden (its button would be in the browser's
+    // language), so the page says which file it is checking.
+    function showName(name) {
+      chosen.textContent = name;
+      chosen.hidden = !name;
+    }
+
     function clear() {
       run++; // a check still running is for the old fragment
       result.className = "result";
@@ -97,6 +105,7 @@
       result.removeAttribute("data-outcome");
       checkedHash = null;
       input.value = ""; // so that choosing the same file again checks it
+      showName("");
     }
 
     function refresh() {
@@ -116,6 +125,7 @@
       if (salt === null) return refresh();
       var mine = ++run;
       checkedHash = location.hash;
+      showName(file.name);
       if (file.size > MAX_FILE_BYTES) return show("error", box.dataset.msgTooLarge);
       show("pending", box.dataset.msgChecking);
       try {
@@ -123,7 +133,8 @@
         var computed = await docIdOf(box.dataset.domain, salt, bytes);
         if (mine !== run) return;
         var ok = computed === box.dataset.docId;
-        show(ok ? "match" : "mismatch", ok ? box.dataset.msgMatch : box.dataset.msgMismatch);
+        if (ok) show("match", box.dataset.msgMatch);
+        else show("mismatch", box.dataset.msgMismatch);
       } catch (err) {
         if (mine === run) show("error", box.dataset.msgReadError);
       }

@@ -91,6 +91,8 @@ def test_version_and_level() -> None:
     # The PNG is exactly that symbol: (modules + 2 * quiet zone) * scale.
     size = (code.symbol_size(scale=1, border=4))[0] * 8
     assert Image.open(io.BytesIO(qr_png(url))).size == (size, size)
+    # So is the SVG, its white square included.
+    assert _layers(qr_svg(url))[0] == size
 
 
 def test_too_long_url_is_refused() -> None:
@@ -100,28 +102,65 @@ def test_too_long_url_is_refused() -> None:
         qr_svg("https://example.org/" + "a" * 400)
 
 
+def _layers(svg: str) -> tuple[int, ET.Element, ET.Element]:
+    """The SVG's size and its two paths, the light one under the dark one:
+    ``<svg><title/><g transform="scale(8)"><path fill/><path stroke/></g>``."""
+    root = ET.fromstring(svg.encode("utf-8"))
+    assert root.tag == f"{SVG_NS}svg"
+    size = int(root.attrib["width"])
+    assert int(root.attrib["height"]) == size > 0
+    (group,) = root.findall(f"{SVG_NS}g")
+    assert group.attrib["transform"] == "scale(8)"
+    light, dark = group.findall(f"{SVG_NS}path")
+    return size, light, dark
+
+
 def test_svg_is_well_formed_and_complete() -> None:
     url = qr_url(PUBLIC_URL, DOC_ID, SALT)
     svg = qr_svg(url)
     assert svg.startswith("<?xml")
-    root = ET.fromstring(svg.encode("utf-8"))
-    assert root.tag == f"{SVG_NS}svg"
-    assert root.find(f"{SVG_NS}path") is not None
-    assert int(root.attrib["width"]) == int(root.attrib["height"]) > 0
+    *_, dark = _layers(svg)
+    assert dark.attrib["stroke"] == "#000"
+    assert dark.attrib["d"].startswith("M")
+
+
+def test_svg_has_an_opaque_white_background_under_the_whole_symbol() -> None:
+    """Regression: the light modules and quiet zone were transparent, so on a
+    dark page or in a dark-mode viewer the code showed light-on-dark with no
+    quiet zone, and phones could not read it."""
+    size, light, _ = _layers(qr_svg(qr_url(PUBLIC_URL, DOC_ID, SALT)))
+    assert light.attrib["fill"] == "#fff"
+    assert "fill-opacity" not in light.attrib and "opacity" not in light.attrib
+    # One square from the corner over every module, quiet zone included.
+    side = size // 8
+    assert light.attrib["d"] == f"M0 0h{side}v{side}h-{side}z"
+
+
+def test_png_has_an_opaque_white_background() -> None:
+    image = Image.open(io.BytesIO(qr_png(qr_url(PUBLIC_URL, DOC_ID, SALT))))
+    assert "transparency" not in image.info
+    assert image.mode in ("1", "L", "RGB")  # no alpha channel
+    assert image.convert("L").getpixel((0, 0)) == 255
+
+
+# Where nothing of the SVG was drawn: the decoder gets a transparent image
+# (as on a dark page) unless the SVG paints every pixel itself.
+UNPAINTED = 0
 
 
 def _rasterise(svg: str) -> Image.Image:
-    """Draw segno's one-path SVG (M, m and h commands only) for the decoder.
+    """Draw segno's SVG for the decoder: the light square (``M0 0hNvNh-Nz``),
+    then the dark modules (M, m and h commands only).
 
     Rendering the SVG ourselves keeps the test off any SVG library while still
     checking the drawn modules, not just the XML, with a real decoder.
     """
-    root = ET.fromstring(svg.encode("utf-8"))
-    size = int(root.attrib["width"])
-    path = root.find(f"{SVG_NS}path")
-    assert path is not None
-    assert path.attrib["transform"] == "scale(8)"
-    image = Image.new("L", (size, size), 255)
+    size, light, path = _layers(svg)
+    image = Image.new("L", (size, size), UNPAINTED)
+    square = re.fullmatch(r"M0 0h(\d+)v\1h-\1z", light.attrib["d"])
+    assert square is not None
+    side = int(square[1]) * 8
+    image.paste(255, (0, 0, side, side))
     x = y = 0.0
     for cmd, args in re.findall(r"([Mmh])([-0-9. ]+)", path.attrib["d"]):
         nums = [float(n) for n in args.split()]

@@ -1,18 +1,32 @@
-"""The verify page as HTML: translations, escaping, links, what is shown when."""
+"""The verify page as HTML: translations (the verifier's detail line
+included), dates, escaping, links, what is shown when; and how the page and
+its static files may be cached."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from api.app import create_app
 from api.i18n import (
+    DETAIL_LEADS,
+    DETAIL_TEXT,
     DOC_TYPE_NAMES,
     LANGS,
     MAX_SHOWN_MS,
     MESSAGES,
     REVOKE_REASON_NAMES,
     STATUS_TEXT,
+    detail_text,
     doc_type_name,
     format_count,
     format_time,
@@ -23,12 +37,25 @@ from api.i18n import (
 from api.verify_page import (
     PAGE_CSP,
     STATIC_DIR,
+    STATIC_IMMUTABLE,
+    STATIC_REVALIDATE,
     VERIFY_PAGE_HEADERS,
     VerifyView,
     render_verify_page,
+    static_version,
 )
+from ledger.bundle import build_bundle
 from ledger.domains import DOC_ID
-from ledger.errors import STATUSES
+from ledger.errors import STATUSES, StorageError, VerificationError
+from ledger.note import format_note, parse_note
+from ledger.store import LedgerStore
+from ledger.verify import verify_bundle
+from tests.api.stubnode import BASE, StubNode
+from tests.cli.chain import LocalChain
+from tests.ledger import store_helpers as ledger
+
+# Starlette asks for httpx2 in its test client; httpx is what we ship.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 
 DOC = "0f" * 32
 NEW_DOC = "a1" * 32
@@ -128,19 +155,51 @@ def test_doc_types_and_reasons_are_translated() -> None:
 
 
 def test_time_and_numbers() -> None:
-    assert format_time(0) == "01/01/1970 07:00"
-    assert format_time(ISSUED_MS) == "05/03/2025 14:30"
+    assert format_time(0) == "01/01/1970 07:00 UTC+7"
+    assert format_time(ISSUED_MS) == "05/03/2025 14:30 UTC+7"
     # 23:59:59.999 UTC is already the next day in Vietnam.
-    assert format_time(1_735_689_599_999) == "01/01/2025 06:59"
+    assert format_time(1_735_689_599_999) == "01/01/2025 06:59 UTC+7"
     assert format_count(1_234_567, "vi") == "1.234.567"
     assert format_count(1_234_567, "en") == "1,234,567"
 
 
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [
+        (0, "1 January 1970, 07:00 UTC+7"),
+        (ISSUED_MS, "5 March 2025, 14:30 UTC+7"),
+        # 4 December, which dd/mm and mm/dd readers took for different days.
+        (1_796_362_200_000, "4 December 2026, 12:30 UTC+7"),
+        (1_735_689_599_999, "1 January 2025, 06:59 UTC+7"),
+    ],
+)
+def test_english_times_name_the_month_and_the_zone(ms: int, shown: str) -> None:
+    """Regression: English showed 05/03/2025, the 3rd of May to an American
+    reader, and no zone in the rows; Vietnamese keeps dd/mm/yyyy."""
+    assert format_time(ms, "en") == shown
+
+
+def test_every_time_on_the_page_states_its_zone() -> None:
+    revoked = view(
+        "revoked",
+        valid_from_ms=ISSUED_MS,
+        valid_until_ms=ISSUED_MS,
+        revoked_at_ms=ISSUED_MS,
+    )
+    for lang, shown in [
+        ("vi", "05/03/2025 14:30 UTC+7"),
+        ("en", "5 March 2025, 14:30 UTC+7"),
+    ]:
+        page = Page(render_verify_page(revoked, lang))
+        for row in ("issued-at", "valid-from", "valid-until", "revoked-at"):
+            assert page.text(f"row-{row}").endswith(shown), (lang, row)
+
+
 def test_the_last_time_datetime_holds_is_shown_as_a_date() -> None:
-    assert format_time(MAX_SHOWN_MS) == "31/12/9999 23:59"
-    assert format_time(MAX_SHOWN_MS, "en") == "31/12/9999 23:59"
+    assert format_time(MAX_SHOWN_MS) == "31/12/9999 23:59 UTC+7"
+    assert format_time(MAX_SHOWN_MS, "en") == "31 December 9999, 23:59 UTC+7"
     page = Page(render_verify_page(view(valid_until_ms=MAX_SHOWN_MS), "en"))
-    assert page.text("row-valid-until") == "Valid until 31/12/9999 23:59"
+    assert page.text("row-valid-until") == ("Valid until 31 December 9999, 23:59 UTC+7")
 
 
 # The ledger takes any u64 millisecond time; datetime stops at the year 9999.
@@ -153,7 +212,7 @@ def test_a_time_after_the_year_9999_is_words_and_its_raw_value(ms: int) -> None:
         f"sau năm 9999 ({format_count(ms, 'vi')} mili giây kể từ 01/01/1970 UTC)"
     )
     assert format_time(ms, "en") == (
-        f"after the year 9999 ({ms:,} milliseconds since 01/01/1970 UTC)"
+        f"after the year 9999 ({ms:,} milliseconds since 1 January 1970 UTC)"
     )
 
 
@@ -217,10 +276,10 @@ def test_valid_page_in_vietnamese() -> None:
     page = Page(source)
     assert page.text("row-issuer") == "Cơ quan cấp Công an tỉnh Sông Xanh"
     assert page.text("row-doc-type") == "Loại văn bản Phiếu lý lịch tư pháp"
-    assert page.text("row-issued-at") == "Ngày cấp 05/03/2025 14:30"
-    assert page.text("row-valid-until") == "Có hiệu lực đến 01/09/2025 14:30"
+    assert page.text("row-issued-at") == "Ngày cấp 05/03/2025 14:30 UTC+7"
+    assert page.text("row-valid-until") == "Có hiệu lực đến 01/09/2025 14:30 UTC+7"
     assert page.text("as-of") == (
-        "Trạng thái tính đến 05/03/2025 15:30 (giờ Việt Nam, UTC+7). "
+        "Trạng thái tính đến 05/03/2025 15:30 UTC+7 (giờ Việt Nam). "
         "Sổ cái: khối 42, 12.345 bản ghi."
     )
     switch = page.attrs["lang-switch"]
@@ -235,13 +294,18 @@ def test_valid_page_in_english() -> None:
     assert page.text("row-issuer") == "Issued by Song Xanh Provincial Police"
     assert page.text("row-doc-type") == "Document type Criminal record certificate"
     assert page.text("row-valid-until") == "Valid until No expiry date"
-    assert page.text("as-of").endswith("Ledger: block 42, 12,345 entries.")
+    assert page.text("row-issued-at") == "Issued on 5 March 2025, 14:30 UTC+7"
+    assert page.text("as-of") == (
+        "Status as of 5 March 2025, 15:30 UTC+7 (Vietnam time). "
+        "Ledger: block 42, 12,345 entries."
+    )
     assert page.attrs["lang-switch"]["href"] == "?lang=vi"
     assert page.text("lang-switch") == "Tiếng Việt"
 
 
 def test_file_check_carries_what_the_script_needs() -> None:
-    page = Page(render_verify_page(view(), "en"))
+    source = render_verify_page(view(), "en")
+    page = Page(source)
     box = page.attrs["file-check"]
     assert box["data-doc-id"] == DOC
     assert box["data-domain"] == DOC_ID.decode("ascii")
@@ -249,6 +313,10 @@ def test_file_check_carries_what_the_script_needs() -> None:
     assert box["data-msg-mismatch"] == text("file_mismatch", "en")
     assert "disabled" in page.attrs["file-input"]
     assert page.attrs["file-input"]["type"] == "file"
+    # The label is the button (the input's own is in the browser's language)
+    # and comes after the input, which its CSS state selectors need.
+    assert source.index('id="file-input"') < source.index('for="file-input"')
+    assert "hidden" in page.attrs["file-name"]
     assert "hidden" in page.attrs["salt-missing"]
     assert page.text("salt-missing") == text("no_salt", "en")
 
@@ -270,7 +338,7 @@ def test_not_found_shows_no_document_details() -> None:
 def test_revoked_shows_date_and_translated_reason() -> None:
     revoked = view("revoked", revoked_at_ms=ISSUED_MS, revoke_reason="issued_in_error")
     page = Page(render_verify_page(revoked, "vi"))
-    assert page.text("row-revoked-at") == "Ngày thu hồi 05/03/2025 14:30"
+    assert page.text("row-revoked-at") == "Ngày thu hồi 05/03/2025 14:30 UTC+7"
     assert page.text("row-revoke-reason") == "Lý do thu hồi Cấp nhầm"
     page = Page(render_verify_page(revoked, "en"))
     assert page.text("row-revoke-reason") == "Reason for revocation Issued in error"
@@ -299,7 +367,13 @@ def test_untrusted_values_are_escaped() -> None:
     )
     assert "<script>alert" not in source
     page = Page(source)
-    assert page.text("row-detail") == text("detail", "vi") + " " + evil
+    # An unknown message: the Vietnamese lead-in, then the message as it came.
+    assert page.text("row-detail") == (
+        f"{text('detail', 'vi')} Dữ liệu không đúng định dạng. "
+        f"Chi tiết kỹ thuật (tiếng Anh): {evil}"
+    )
+    english = Page(render_verify_page(view("malformed", detail=evil), "en"))
+    assert english.text("row-detail") == f"{text('detail', 'en')} {evil}"
     # The echoed id is capped.
     assert len(page.text("row-doc-id")) < 200
     source = render_verify_page(
@@ -307,6 +381,120 @@ def test_untrusted_values_are_escaped() -> None:
     )
     assert "<script>alert" not in source
     Page(source)
+
+
+# --- the detail line ----------------------------------------------------------
+
+DETAILS = json.loads(
+    (Path(__file__).parent / "data" / "verify_details.json").read_text("utf-8")
+)["vectors"]
+
+
+@pytest.mark.parametrize("case", DETAILS, ids=[case["desc"] for case in DETAILS])
+def test_the_detail_line_in_each_language(case: dict[str, str]) -> None:
+    assert detail_text(case["detail"], case["status"], "vi") == case["vi"]
+    assert detail_text(case["detail"], case["status"], "en") == case["detail"]
+
+
+def test_every_known_message_and_lead_in_has_a_vector() -> None:
+    for pattern, _ in DETAIL_TEXT:
+        hits = [c for c in DETAILS if pattern.fullmatch(c["detail"])]
+        assert hits, f"no vector for {pattern.pattern!r}"
+    unknown = {
+        c["status"]
+        for c in DETAILS
+        if not any(p.fullmatch(c["detail"]) for p, _ in DETAIL_TEXT)
+    }
+    assert set(DETAIL_LEADS) < unknown  # and one status without a lead-in
+
+
+def test_a_failed_check_explains_itself_in_the_pages_language() -> None:
+    """Regression: the detail line stayed in English on a Vietnamese page."""
+    message = "quorum not met: 1 of 2 required distinct keys signed (1 signature lines)"
+    failed = view("tampered", detail=message)
+    page = Page(render_verify_page(failed, "vi"))
+    assert page.text("row-detail") == (
+        "Chi tiết Điểm kiểm tra chưa đủ chữ ký: mới có 1 trong số 2 khóa bắt "
+        "buộc đã ký (1 dòng chữ ký)."
+    )
+    page = Page(render_verify_page(failed, "en"))
+    assert page.text("row-detail") == f"Details {message}"
+
+
+def _verifier_messages(path: Path) -> list[tuple[str, str]]:
+    """(status, message) as ledger/ words them today, for the failures a
+    node's verify page can meet, made by the real verifier and store."""
+    agencies = ledger.make_agencies()
+    trust = ledger.make_genesis(agencies)
+    out: list[tuple[str, str]] = []
+
+    def refused(bundle: object, against: object = trust, **kw: int) -> None:
+        kw.setdefault("now_ms", ledger.T0 + 60_000)
+        with pytest.raises(VerificationError) as err:
+            verify_bundle(bundle, against, **kw)  # type: ignore[arg-type]
+        out.append((err.value.reason, err.value.message))
+
+    with LedgerStore.open(path / "pending", trust) as store:
+        chain = ledger.Chain(store, agencies)
+        chain.apply(("moj", [ledger.anchor("moj", 1)]), final=False)
+        with pytest.raises(StorageError) as stored:
+            build_bundle(store, ledger.doc_id(1))
+        out.append(("stale", str(stored.value)))
+    with LedgerStore.open(path / "ledger", trust) as store:
+        chain = ledger.Chain(store, agencies)
+        chain.apply(
+            ("moj", [ledger.anchor("moj", 1), ledger.anchor("moj", 2)]),
+            ("moh", [ledger.anchor("moh", 3)]),
+        )
+        before = build_bundle(store, ledger.doc_id(1))
+        chain.apply(("moj", [ledger.revoke("moj", 1)]))
+
+        def bundle(n: int) -> dict[str, object]:
+            return build_bundle(store, ledger.doc_id(n))
+
+        def anchor_part(of: dict[str, object]) -> dict[str, object]:
+            part = of["anchor"]
+            assert isinstance(part, dict)
+            return part
+
+        one = bundle(1)
+        note = parse_note(str(one["checkpoint"]))
+        refused({**one, "checkpoint": format_note(note.text, note.signatures[:1])})
+        refused(bundle(2), max_age_ms=1000, now_ms=ledger.T0 + 10**7)
+        without_moh = tuple(a for a in trust.agencies if a.id != "moh")
+        refused(bundle(3), dataclasses.replace(trust, agencies=without_moh))
+        refused(bundle(2), dataclasses.replace(trust, origin="other.example/log"))
+        refused({**bundle(1), "changes": []})  # the revocation withheld
+        refused({**bundle(1), "state": before["state"]})  # an older state
+        refused({**bundle(2), "anchor": anchor_part(bundle(1))})
+        swapped = copy.deepcopy(bundle(2))
+        anchor_part(swapped)["inclusion"] = ["00" * 32]
+        refused(swapped)
+        forged = copy.deepcopy(bundle(2))
+        signed = anchor_part(forged)["submission"]
+        assert isinstance(signed, dict)
+        signature = str(signed["signature"])
+        signed["signature"] = ("B" if signature[0] != "B" else "C") + signature[1:]
+        refused(forged)
+    return out
+
+
+def test_the_messages_the_verifier_raises_today_are_all_known(
+    tmp_path: Path,
+) -> None:
+    """A message reworded in ledger/ shows up here, not as English on a
+    Vietnamese page."""
+    messages = _verifier_messages(tmp_path)
+    assert {status for status, _ in messages} == {
+        "tampered",
+        "stale",
+        "unknown_issuer",
+    }
+    for status, message in messages:
+        known = [vi for p, vi in DETAIL_TEXT if p.fullmatch(message)]
+        assert known, f"{status}: {message!r} is not in api.i18n.DETAIL_TEXT"
+        page = Page(render_verify_page(view(status, detail=message), "vi"))
+        assert "tiếng Anh" not in page.text("row-detail"), message
 
 
 def test_issuer_name_falls_back() -> None:
@@ -327,3 +515,72 @@ def test_security_headers_and_static_files() -> None:
     # No inline script or style: the CSP would block it.
     assert "<script>" not in source
     assert "style=" not in source
+
+
+# --- caching -------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[TestClient, str]]:
+    """A node's app on a chain with one document; its doc id."""
+    chain = LocalChain.create(tmp_path / "store")
+    (doc,) = chain.anchor("police", 1)
+    chain.finalize()
+    with TestClient(create_app(StubNode(chain.store), public_url=BASE)) as client:
+        yield client, doc.doc_id.hex()
+    chain.close()
+
+
+def test_the_page_is_never_shown_from_a_cache_without_asking(
+    served: tuple[TestClient, str],
+) -> None:
+    """A revocation must show at the next scan: every answer of the page,
+    found or not, tells caches (shared ones included) to revalidate."""
+    client, doc = served
+    for path, code in [(f"/v/{doc}", 200), (f"/v/{'00' * 32}", 404), ("/v/zz", 400)]:
+        answer = client.get(path)
+        assert answer.status_code == code, path
+        assert answer.headers["cache-control"] == "no-cache", path
+
+
+def test_static_files_linked_by_the_page_are_kept_for_a_year(
+    served: tuple[TestClient, str],
+) -> None:
+    """Regression: CSS and JS went out with no Cache-Control at all."""
+    client, doc = served
+    page = client.get(f"/v/{doc}").text
+    linked = re.findall(r'(?:href|src)="(/static/[^"]+)"', page)
+    assert len(linked) == 2
+    for url in linked:
+        name = url.split("?")[0].rsplit("/", 1)[1]
+        assert url.endswith(f"?v={static_version(STATIC_DIR / name)}")
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        assert answer.headers["cache-control"] == STATIC_IMMUTABLE
+        assert STATIC_IMMUTABLE == "public, max-age=31536000, immutable"
+        # Revalidated anyway (a forced reload): the 304 keeps the policy.
+        again = client.get(url, headers={"if-none-match": answer.headers["etag"]})
+        assert again.status_code == 304
+        assert again.headers["cache-control"] == STATIC_IMMUTABLE
+
+
+@pytest.mark.parametrize("query", ["", "?v=", "?v=000000000000", "?x=1"])
+def test_a_static_file_asked_for_by_another_version_is_revalidated(
+    served: tuple[TestClient, str], query: str
+) -> None:
+    """Only the hash of the bytes served earns the long policy: a page of
+    another release asking here must not pin these bytes under its URL."""
+    client, _ = served
+    answer = client.get(f"/static/verify.css{query}")
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == STATIC_REVALIDATE == "no-cache"
+
+
+def test_a_changed_static_file_gets_a_new_version(tmp_path: Path) -> None:
+    path = tmp_path / "verify.css"
+    path.write_text("body { color: black; }")
+    first = static_version(path)
+    assert static_version(path) == first
+    path.write_text("body { color: navy; }")
+    os.utime(path, ns=(1, 2))  # a new mtime even on a coarse clock
+    assert static_version(path) != first

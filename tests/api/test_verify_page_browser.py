@@ -54,6 +54,7 @@ POLICE = {"vi": "Công an tỉnh Sông Xanh", "en": "Song Xanh Provincial Police
 JUSTICE = {"vi": "Sở Tư pháp tỉnh Sông Xanh", "en": "Song Xanh Department of Justice"}
 
 T = TypeVar("T")
+MISMATCH = f"expected {'ab' * 32}, computed {'cd' * 32}"
 
 
 def doc_id(salt: bytes, document: bytes) -> str:
@@ -125,7 +126,9 @@ VIEWS = {
     ),
     SUPERSEDED: _view(SUPERSEDED, "superseded", superseded_by_hex=NEW, **JUSTICE_DOC),
     NEW: _view(NEW, "valid", **JUSTICE_DOC),
-    TAMPERED: _view(TAMPERED, "tampered", detail="inclusion proof does not match"),
+    # A real message of the verifier, with two 64-digit hashes a phone
+    # screen must wrap.
+    TAMPERED: _view(TAMPERED, "tampered", detail=f"inclusion proof: {MISMATCH}"),
 }
 
 
@@ -190,9 +193,13 @@ def test_banner_in_both_languages(
         )
         assert background == BACKGROUNDS[status]
         assert browser.find_all("#status .icon svg")
-        # Readable on a 360 px phone: nothing wider than the screen.
+        # Readable on a 360 px phone: nothing wider than the screen. Against
+        # clientWidth: a phone widens innerWidth to fit a page too wide
+        # (zoomed out), so that comparison missed a detail line's 64-digit
+        # hash running off the card.
         overflow = browser.execute(
-            "return document.documentElement.scrollWidth - window.innerWidth"
+            "return document.documentElement.scrollWidth"
+            " - document.documentElement.clientWidth"
         )
         assert overflow <= 0
         save(browser, shots / f"{status}-{lang}.png")
@@ -208,7 +215,22 @@ def test_details_are_translated(site: Site, browser: Browser) -> None:
     reason = browser.text(browser.find("#row-revoke-reason"))
     assert reason == "Reason for revocation\nIssued in error"
     as_of = browser.text(browser.find("#as-of"))
-    assert as_of.startswith("Status as of 05/03/2025 17:30 (Vietnam time, UTC+7).")
+    assert as_of.startswith("Status as of 5 March 2025, 17:30 UTC+7 (Vietnam time).")
+    assert browser.text(browser.find("#row-revoked-at")).endswith(
+        "15 March 2025, 07:53 UTC+7"
+    )
+
+
+def test_the_detail_line_is_in_the_pages_language(site: Site, browser: Browser) -> None:
+    browser.get(f"{site.url}/v/{TAMPERED}")
+    detail = browser.text(browser.find("#row-detail"))
+    assert detail == (
+        "Chi tiết\nBằng chứng ghi nhận không dẫn tới mã băm gốc của điểm kiểm "
+        f"tra: cần {'ab' * 32}, tính được {'cd' * 32}."
+    )
+    browser.get(f"{site.url}/v/{TAMPERED}?lang=en")
+    detail = browser.text(browser.find("#row-detail"))
+    assert detail == f"Details\ninclusion proof: {MISMATCH}"
 
 
 def test_language_link_keeps_the_salt_fragment(site: Site, browser: Browser) -> None:
@@ -327,6 +349,29 @@ def test_dropping_the_pdf_checks_it(
     assert got == outcome
     assert text("file_match" if outcome == "match" else "file_mismatch", "en") in shown
     save(browser, shots / f"drop-{outcome}-en.png")
+
+
+def test_the_file_button_is_in_the_pages_language(
+    site: Site, browser: Browser, tmp_path: Path
+) -> None:
+    """Regression: the native file input showed the browser's "Choose File"
+    and "No file chosen" on a Vietnamese page; its label is the button now,
+    and the page names the file chosen."""
+    browser.get(f"{site.url}/v/{VALID}#{SALT.hex()}")
+    field_ = browser.find("#file-input")
+    settled(browser, lambda: browser.enabled(field_), "file input enabled")
+    box = browser.execute(
+        "const r = document.getElementById('file-input').getBoundingClientRect();"
+        "return [r.width, r.height]"
+    )
+    assert max(box) <= 1  # out of sight, still in the page and the tab order
+    assert browser.text(browser.find("#drop-zone label")) == "Chọn tệp PDF"
+    assert browser.text(browser.find("#file-name")) == ""  # hidden until chosen
+    document = tmp_path / "giay-chung-nhan.pdf"
+    document.write_bytes(EXAMPLE.read_bytes())
+    browser.upload(field_, document)
+    name = settled(browser, lambda: browser.text(browser.find("#file-name")), "name")
+    assert name == "giay-chung-nhan.pdf"
 
 
 @pytest.mark.parametrize("fragment", ["", "#", "#not-a-salt", "#" + "ab" * 15])
