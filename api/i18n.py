@@ -542,8 +542,14 @@ def detail_text(detail: str, status: str, lang: str) -> str:
         found = pattern.fullmatch(detail)
         if found is not None:
             values = {
-                name: format_count(int(value), lang) if name.endswith("_n") else value
+                name: _count(value, lang) if name.endswith("_n") else value
                 for name, value in found.groupdict().items()
             }
             return vi.format(**values)
     return DETAIL_LEADS.get(status, DETAIL_LEAD_OTHER).format(raw=detail)
+
+
+def _count(digits: str, lang: str) -> str:
+    # A u64 has 20 digits; anything longer is shown as it came (int() of
+    # thousands of digits would raise).
+    return digits if len(digits) > 20 else format_count(int(digits), lang)

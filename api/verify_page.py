@@ -227,17 +227,25 @@ def _static_url(name: str) -> str:
 def static_version(path: PathLike) -> str:
     """The version a static file is linked under: a hash of its bytes.
 
-    Keyed by the file's modification time and size, so a file replaced on
+    Cached by the file's identity and change time, so a file replaced on
     disk gets a new version without a restart, and the page and the file
     server (``VersionedStaticFiles``) always agree.
     """
-    found = os.stat(path)
-    return _digest(os.fspath(path), found.st_mtime_ns, found.st_size)
+    return _version_of(os.fspath(path), os.stat(path))
+
+
+def _version_of(path: str, found: os.stat_result) -> str:
+    # Not the modification time alone: a copy that keeps (or is given) the
+    # old mtime and size must not keep the old version, which is served as
+    # immutable for a year. The inode changes when a file is replaced and
+    # the ctime when it is written or its times are set, by anyone.
+    key = (found.st_ino, found.st_ctime_ns, found.st_mtime_ns, found.st_size)
+    return _digest(path, key)
 
 
 @lru_cache(maxsize=16)
-def _digest(path: str, mtime_ns: int, size: int) -> str:
-    # mtime_ns and size are only the cache key: a changed file is read again.
+def _digest(path: str, key: tuple[int, int, int, int]) -> str:
+    # ``key`` only keys the cache: a changed file is read again.
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
@@ -262,9 +270,7 @@ class VersionedStaticFiles(StaticFiles):
         response = super().file_response(full_path, stat_result, scope, status_code)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         # Read once per version of the file; the page has mostly read it first.
-        served = _digest(
-            os.fspath(full_path), stat_result.st_mtime_ns, stat_result.st_size
-        )
+        served = _version_of(os.fspath(full_path), stat_result)
         versioned = query.get("v") == [served]
         response.headers["Cache-Control"] = (
             STATIC_IMMUTABLE if versioned else STATIC_REVALIDATE

@@ -584,3 +584,28 @@ def test_a_changed_static_file_gets_a_new_version(tmp_path: Path) -> None:
     path.write_text("body { color: navy; }")
     os.utime(path, ns=(1, 2))  # a new mtime even on a coarse clock
     assert static_version(path) != first
+
+
+def test_a_same_size_edit_keeping_the_old_mtime_gets_a_new_version(
+    tmp_path: Path,
+) -> None:
+    # Regression: the version was cached by mtime and size alone, so bytes
+    # copied in with the old mtime (as archives and reproducible builds set
+    # them) were served for a year under the old version's URL.
+    path = tmp_path / "verify.css"
+    path.write_text("body { color: black; }")
+    os.utime(path, ns=(10**18, 10**18))
+    first = static_version(path)
+    path.write_text("body { color: white; }")  # the same size
+    os.utime(path, ns=(10**18, 10**18))
+    assert static_version(path) != first
+
+
+def test_a_count_too_long_for_a_u64_is_shown_as_it_came() -> None:
+    # int() of thousands of digits raises; the page must not.
+    digits = "9" * 5000
+    text = detail_text(f"batch of {digits} entries", "malformed", "vi")
+    assert text == f"Lô ký có số bản ghi không hợp lệ: {digits}."
+    assert detail_text("batch of 12345 entries", "malformed", "vi").endswith(
+        ": 12.345."
+    )
