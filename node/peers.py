@@ -26,11 +26,20 @@ A node behind the cluster's trust list (a newcomer, or a wiped node, which
 start from the genesis) would refuse every peer added after the genesis or
 whose node key was rotated since, and so could never catch up from them.
 ``catch_up_trust`` in node.toml names a later list (a saved ``GET
-/v1/trust`` answer, vouched for by the operator as the genesis is): until
-the applied list reaches its version, its agencies and node keys are
-peers too, its key winning for an agency in both. Blocks are still
-re-applied with the rules, governance approvals included, so the applied
-list the node ends with owes nothing to the file.
+/v1/trust`` answer of this chain, vouched for by the operator as the
+genesis is). While the applied list is older than it ("behind"):
+
+* its agencies and node keys, and only those, are the peers: an agency it
+  no longer lists, or a key it no longer names, is refused as the cluster
+  refuses it;
+* the node presents over TLS the key it names for our agency, if we hold
+  it (our own key may have been rotated since the applied list). Signing
+  still follows the applied list: ``node.cosign`` signs nothing with a key
+  that list does not name.
+
+Once the applied list reaches its version the file plays no part. Blocks
+are re-applied with the rules all along, governance approvals included, so
+the applied list the node ends with owes nothing to the file.
 """
 
 from __future__ import annotations
@@ -68,16 +77,19 @@ class Peers:
         self._store = store
         self._on_frame = on_frame
         self._keys = load_keys(config)
+        # The later trust list while behind it, else None.
         self._later: TrustList | None = None
         if config.catch_up_trust is not None:
-            self._later = load_catch_up_trust(config.catch_up_trust, store)
-        self.key = self.pick_key(store.trust)  # signs checkpoints
-        self._tls = self.key  # presented to peers
+            later = load_catch_up_trust(config.catch_up_trust, store)
+            if store.trust.version < later.version:
+                self._later = later
+        self.key = self._first_key(store.trust)  # signs checkpoints
+        self._tls = self._later_key() or self.key  # presented to peers
         self._rekey: SigningKey | None = None  # TLS identity to switch to
         self._dialling = self._dial_peers()
         self._stopping = False
         self._leaderless_since = time.monotonic()
-        self.transport = self._new_transport(self.key)
+        self.transport = self._new_transport(self._tls)
 
     # -- keys ----------------------------------------------------------------
 
@@ -103,6 +115,32 @@ class Peers:
             f"{self.config.node_key}: not {self.agency}'s node key in the trust "
             f"list version {trust.version} (nor is next_node_key)"
         )
+
+    def _first_key(self, trust: TrustList) -> SigningKey:
+        """``pick_key(trust)``; while behind, the later list's key for us if
+        we hold no key ``trust`` names (ours was rotated since)."""
+        try:
+            return self.pick_key(trust)
+        except ConfigError:
+            later = self._later_key()
+            if later is None:
+                raise
+            logger.info(
+                "own node key is the catch_up_trust one agency=%s key=%s",
+                self.agency,
+                later.public_key.hex()[:16],
+            )
+            return later
+
+    def _later_key(self) -> SigningKey | None:
+        """While behind: the held key the later list names as ours."""
+        if self._later is None:
+            return None
+        try:
+            want = self._later.agency(self.agency).node_key
+        except KeyError:
+            return None  # a newcomer, not in it yet
+        return next((k for k in self._keys if k.public_key == want), None)
 
     def _rekey_to(self, trust: TrustList) -> None:
         try:
@@ -133,19 +171,27 @@ class Peers:
             listen_port=self.config.raft_port,
             key=key,
             peers=self._dialling,
-            peer_keys=self._peer_keys,
+            peer_keys=self.peer_keys,
             on_frame=self._on_frame,
         )
 
-    def _peer_keys(self) -> dict[str, bytes]:
-        keys = {a.id: a.node_key for a in self._store.trust.agencies}
-        later = self._later
-        if later is not None and self._store.trust.version < later.version:
-            keys.update((a.id, a.node_key) for a in later.agencies)
-        return keys
+    @property
+    def dialled(self) -> frozenset[str]:
+        """The agencies this node dials now."""
+        return frozenset(self._dialling)
+
+    @property
+    def tls_key(self) -> SigningKey:
+        """The key presented to peers (``key`` signs checkpoints)."""
+        return self._tls
+
+    def peer_keys(self) -> dict[str, bytes]:
+        """Agency id -> the node key it must present (module docstring)."""
+        trust = self._store.trust if self._later is None else self._later
+        return {a.id: a.node_key for a in trust.agencies}
 
     def _dial_peers(self) -> dict[str, tuple[str, int]]:
-        trusted = self._peer_keys()
+        trusted = self.peer_keys()
         return {
             p.id: (p.raft_host, p.raft_port)
             for p in self.config.peers
@@ -278,25 +324,31 @@ class Peers:
 
 
 def load_catch_up_trust(path: Path, store: LedgerStore) -> TrustList:
-    """The trust list in ``path`` (a saved ``GET /v1/trust`` answer, or a
-    list in the genesis.json form), checked to belong to ``store``'s chain.
+    """The trust list in ``path``, a saved ``GET /v1/trust`` answer of
+    ``store``'s chain.
 
-    Raises ConfigError naming the file: unreadable, not a trust list, of
-    another chain (its ``chain_id`` or origin), or older than the genesis.
+    Only that form: it names its chain (``chain_id``, the genesis's hash),
+    so a list of another cluster with the same origin is refused; a bare
+    trust list names none. Raises ConfigError naming the file: unreadable,
+    not such an answer, of another chain or origin, or older than the
+    genesis.
     """
     where = f"catch_up_trust {path}"
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:
         raise ConfigError(f"cannot read {where}: {exc}") from None
-    served = obj.get("trust_list") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not {"chain_id", "trust_list"} <= obj.keys():
+        raise ConfigError(
+            f"{where}: not a GET /v1/trust answer (no chain_id and trust_list)"
+        )
+    chain = obj["chain_id"]
+    if chain != store.chain_id.hex():
+        raise ConfigError(f"{where}: chain_id {chain} is not this chain's")
     try:
-        later = TrustList.from_json(obj if served is None else served)
+        later = TrustList.from_json(obj["trust_list"])
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    chain = obj.get("chain_id") if served is not None else None
-    if chain is not None and chain != store.chain_id.hex():
-        raise ConfigError(f"{where}: chain_id {chain} is not this chain's")
     genesis = store.genesis
     if later.origin != genesis.origin:
         raise ConfigError(f"{where}: origin {later.origin!r} is not {genesis.origin!r}")
