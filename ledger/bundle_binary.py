@@ -42,7 +42,15 @@ from ledger.codec import Field
 from ledger.errors import EncodingError, VerificationError
 from ledger.keys import decode_base64, encode_base64
 from ledger.stateproof import StateProof
-from ledger.verify import BUNDLE_VERSION, MAX_BLOB, MAX_CHANGES, MAX_NOTE, MAX_PATH
+from ledger.verify import (
+    BUNDLE_VERSION,
+    MAX_BLOB,
+    MAX_CHANGES,
+    MAX_NOTE,
+    MAX_PATH,
+    hash_list,
+    hex_field,
+)
 
 __all__ = [
     "MAX_SIZE",
@@ -235,14 +243,14 @@ def encode_bundle(bundle: Mapping[str, object]) -> bytes:
     if not isinstance(changes, list) or len(changes) > MAX_CHANGES:
         raise _malformed(f"changes: expected a list of at most {MAX_CHANGES}")
     raw_state: dict[str, codec.Value] = {
-        "key": _unhex(state["key"], "state.key"),
+        "key": hex_field(state["key"], "state.key", HASH_SIZE),
         "value": None if value is None else _unbase64(value, "state.value"),
         "proof": StateProof.from_json(state["proof"]).to_bytes(),
     }
     raw: dict[str, codec.Value] = {
         "version": BUNDLE_VERSION,
         "origin": _plain(top["origin"], "origin"),
-        "doc_id": _unhex(top["doc_id"], "doc_id"),
+        "doc_id": hex_field(top["doc_id"], "doc_id", HASH_SIZE),
         "checkpoint": _plain(top["checkpoint"], "checkpoint"),
         "anchor": None if anchor is None else _leaf_raw(anchor, "anchor"),
         "changes": [_leaf_raw(c, f"changes[{i}]") for i, c in enumerate(changes)],
@@ -275,17 +283,6 @@ def _plain(value: object, where: str) -> codec.Value:
     raise _malformed(f"{where}: expected a string or an integer")
 
 
-def _unhex(value: object, where: str) -> bytes:
-    # fromhex also takes upper case and spaces; only one spelling is valid.
-    try:
-        raw = bytes.fromhex(value) if isinstance(value, str) else None
-    except ValueError:
-        raw = None
-    if raw is None or raw.hex() != value:
-        raise _malformed(f"{where}: expected lowercase hex")
-    return raw
-
-
 def _unbase64(value: object, where: str) -> bytes:
     if not isinstance(value, str):
         raise _malformed(f"{where}: expected base64")
@@ -295,36 +292,24 @@ def _unbase64(value: object, where: str) -> bytes:
         raise _malformed(f"{where}: {exc}") from exc
 
 
-def _hashes_raw(value: object, where: str) -> list[codec.Value]:
-    if not isinstance(value, list) or len(value) > MAX_PATH:
-        raise _malformed(f"{where}: expected a list of at most {MAX_PATH} hashes")
-    out: list[codec.Value] = []
-    for i, item in enumerate(value):
-        raw = _unhex(item, f"{where}[{i}]")
-        if len(raw) != HASH_SIZE:
-            raise _malformed(f"{where}[{i}]: expected {HASH_SIZE} bytes")
-        out.append(raw)
-    return out
-
-
 def _leaf_raw(value: object, where: str) -> dict[str, codec.Value]:
     rec = _keys(value, _LEAF, where)
     sub = _keys(rec["submission"], _SUBMISSION, f"{where}.submission")
     at = f"{where}.submission"
     raw_sub: dict[str, codec.Value] = {
         "agency": _plain(sub["agency"], f"{at}.agency"),
-        "key_id": _unhex(sub["key_id"], f"{at}.key_id"),
-        "nonce": _unhex(sub["nonce"], f"{at}.nonce"),
+        "key_id": hex_field(sub["key_id"], f"{at}.key_id", 4),
+        "nonce": hex_field(sub["nonce"], f"{at}.nonce", 16),
         "timestamp": _plain(sub["timestamp"], f"{at}.timestamp"),
         "signature": _unbase64(sub["signature"], f"{at}.signature"),
         "batch_size": _plain(sub["batch_size"], f"{at}.batch_size"),
         "batch_index": _plain(sub["batch_index"], f"{at}.batch_index"),
-        "batch_path": _hashes_raw(sub["batch_path"], f"{at}.batch_path"),
+        "batch_path": list(hash_list(sub["batch_path"], f"{at}.batch_path")),
     }
     raw: dict[str, codec.Value] = {
         "leaf": _unbase64(rec["leaf"], f"{where}.leaf"),
         "index": _plain(rec["index"], f"{where}.index"),
-        "inclusion": _hashes_raw(rec["inclusion"], f"{where}.inclusion"),
+        "inclusion": list(hash_list(rec["inclusion"], f"{where}.inclusion")),
         "submission": _built(_SUBMISSION, raw_sub, at),
     }
     return _built(_LEAF, raw, where)

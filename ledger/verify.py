@@ -154,17 +154,20 @@ def _uint(value: object, where: str) -> int:
     return value
 
 
-def _hex(value: object, where: str, size: int) -> bytes:
+def hex_field(value: object, where: str, size: int) -> bytes:
+    """``size`` bytes spelled as ``value``, lowercase hex (the one spelling);
+    VerificationError("malformed") naming ``where`` otherwise."""
     text = _str(value, where, 2 * size)
     if len(text) != 2 * size or not _HEX.fullmatch(text):
         raise _malformed(f"{where}: expected {size} bytes of lowercase hex")
     return bytes.fromhex(text)
 
 
-def _hashes(value: object, where: str) -> tuple[bytes, ...]:
+def hash_list(value: object, where: str) -> tuple[bytes, ...]:
+    """A list of at most ``MAX_PATH`` hashes in lowercase hex, as bytes."""
     if not isinstance(value, list) or len(value) > MAX_PATH:
         raise _malformed(f"{where}: expected a list of at most {MAX_PATH} hashes")
-    return tuple(_hex(item, f"{where}[{i}]", 32) for i, item in enumerate(value))
+    return tuple(hex_field(item, f"{where}[{i}]", 32) for i, item in enumerate(value))
 
 
 def _b64(value: object, where: str, limit: int = MAX_BLOB) -> bytes:
@@ -178,13 +181,13 @@ def _parse_signed(value: object, where: str) -> _Signed:
     rec = _obj(value, _SUB_KEYS, where)
     return _Signed(
         agency=_str(rec["agency"], f"{where}.agency", 40),
-        key_id=_hex(rec["key_id"], f"{where}.key_id", 4),
-        nonce=_hex(rec["nonce"], f"{where}.nonce", 16),
+        key_id=hex_field(rec["key_id"], f"{where}.key_id", 4),
+        nonce=hex_field(rec["nonce"], f"{where}.nonce", 16),
         timestamp_ms=_uint(rec["timestamp"], f"{where}.timestamp"),
         signature=_b64(rec["signature"], f"{where}.signature", 88),
         batch_size=_uint(rec["batch_size"], f"{where}.batch_size"),
         batch_index=_uint(rec["batch_index"], f"{where}.batch_index"),
-        batch_path=_hashes(rec["batch_path"], f"{where}.batch_path"),
+        batch_path=hash_list(rec["batch_path"], f"{where}.batch_path"),
     )
 
 
@@ -193,7 +196,7 @@ def _parse_leaf(value: object, where: str) -> _Leaf:
     return _Leaf(
         leaf=_b64(rec["leaf"], f"{where}.leaf"),
         index=_uint(rec["index"], f"{where}.index"),
-        inclusion=_hashes(rec["inclusion"], f"{where}.inclusion"),
+        inclusion=hash_list(rec["inclusion"], f"{where}.inclusion"),
         signed=_parse_signed(rec["submission"], f"{where}.submission"),
     )
 
@@ -210,11 +213,11 @@ def _parse(bundle: object) -> _Bundle:
     value = state["value"]
     return _Bundle(
         origin=_str(top["origin"], "origin"),
-        doc_id=_hex(top["doc_id"], "doc_id", 32),
+        doc_id=hex_field(top["doc_id"], "doc_id", 32),
         note=_str(top["checkpoint"], "checkpoint", MAX_NOTE),
         anchor=None if anchor is None else _parse_leaf(anchor, "anchor"),
         changes=tuple(_parse_leaf(c, f"changes[{i}]") for i, c in enumerate(changes)),
-        key=_hex(state["key"], "state.key", 32),
+        key=hex_field(state["key"], "state.key", 32),
         value=None if value is None else _b64(value, "state.value"),
         proof=StateProof.from_json(state["proof"]),
     )
