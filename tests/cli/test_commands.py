@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from cli.main import app
 from cli.sources import store_document
 from ledger.bundle_binary import decode_bundle, is_binary_bundle
 from ledger.entries import derive_doc_id
+from ledger.keys import SigningKey
 from ledger.store import LedgerStore
+from ledger.trust import TrustList
 from tests.cli.chain import LocalChain
 from tests.cli.fakenode import NODE, FakeNode, problem
 
@@ -222,6 +225,33 @@ def test_a_key_not_the_agencys_is_the_same_usage_error_for_every_write(
     code, output = run(command, "--node", NODE, *wrong, *args)
     assert code == 2, output
     assert "the key is not an issuer key of justice" in output
+    assert node.submissions == []
+
+
+def test_a_retired_key_is_named_so(
+    node: FakeNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node's trust list has retired police's key for a new one.
+    served = LedgerClient.trust_list
+
+    def retired(client: LedgerClient) -> TrustList:
+        trust = served(client)
+        police = trust.agency("police")
+        rotated = replace(
+            police,
+            issuer_keys=(SigningKey.generate().public_key,),
+            retired_issuer_keys=police.issuer_keys,
+        )
+        agencies = tuple(rotated if a.id == "police" else a for a in trust.agencies)
+        return replace(trust, agencies=agencies)
+
+    monkeypatch.setattr(LedgerClient, "trust_list", retired)
+    code, output = run(
+        "revoke", "--node", NODE, "--key", key(tmp_path, "police"), "ab" * 32,
+        "--reason", "issued_in_error",
+    )  # fmt: skip
+    assert code == 2, output
+    assert "the key is a retired issuer key of police" in output
     assert node.submissions == []
 
 
