@@ -17,6 +17,8 @@ import time
 from typing import Literal
 
 import httpx
+import msgpack
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -24,7 +26,6 @@ from api.deps import NodeLike
 from api.limits import BodyBudget, Held
 from api.problems import ProblemError
 from ledger.block import block_hash
-from ledger.entries import Anchor, Revoke, Supersede, decode_entry
 from ledger.errors import (
     EncodingError,
     NotLeaderError,
@@ -201,7 +202,7 @@ async def _submit(
     # the node's submit timeout; the receipts hold, finality is to come.
     final: bool = accepted.final  # type: ignore[attr-defined]
     return Response(
-        json.dumps(_receipts(node, accepted, sub, wait == "final" and final)),
+        orjson.dumps(_receipts(node, accepted, sub, wait == "final" and final)),
         status_code=200 if final else 202,
         media_type="application/json",
     )
@@ -224,15 +225,14 @@ def _receipts(
     header = block.header
     receipts = []
     for i, data in enumerate(sub.entries):
-        entry = decode_entry(data)
-        doc_id: bytes | None = None
-        if isinstance(entry, Anchor | Revoke):
-            doc_id = entry.doc_id
-        elif isinstance(entry, Supersede):
-            doc_id = entry.old_doc_id
+        # Plain msgpack: the submission was accepted, so every entry was
+        # decoded and checked when its block was applied (decode_entry
+        # again cost each single submission about 9 us of the leader's loop).
+        entry = msgpack.unpackb(data)
+        doc_id = entry.get("doc_id", entry.get("old_doc_id"))
         receipts.append(
             {
-                "kind": type(entry).__name__.lower(),
+                "kind": entry["kind"],
                 "doc_id": None if doc_id is None else doc_id.hex(),
                 "leaf_index": first + i,
                 "block_height": header.height,

@@ -8,6 +8,7 @@ node shuts down cleanly (its stores closed, its peers told nothing more).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import signal
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import ClassVar, Final
 
+import msgpack
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,7 +25,8 @@ from api.app import create_app
 from api.metrics import Metrics, create_metrics
 from api.qr import check_fits
 from cli.coalesced import CoalescedTransport
-from ledger.block import Block
+from ledger.block import OK, Block
+from ledger.entries import peek_kind
 from ledger.errors import ConfigError
 from node.config import NodeConfig, load_config
 from node.server import Node
@@ -330,15 +333,25 @@ def _warn_if_exposed(key_file: Path) -> None:
 
 
 def _count_block(metrics: Metrics, block: Block) -> None:
-    from ledger.entries import peek_kind
-    from ledger.submission import decode_submission
+    """Count a block's submissions by outcome and accepted entries by kind.
 
+    Runs on the event loop for every block, so it counts first and updates
+    each labelled series once per block (a label lookup costs more than the
+    increment), and reads the entries with plain msgpack: the block's
+    submissions were decoded and checked when it was applied, and a full
+    ``decode_submission`` here cost every node about 10 us a submission.
+    """
+    outcomes: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
     for data, outcome in zip(block.submissions, block.outcomes, strict=True):
-        metrics.submissions.labels(outcome.code).inc()
-        if outcome.code != "ok":
-            continue
-        for entry in decode_submission(data).entries:
-            metrics.entries.labels(peek_kind(entry) or "unknown").inc()
+        outcomes[outcome.code] += 1
+        if outcome.code == OK:
+            for entry in msgpack.unpackb(data)["entries"]:
+                kinds[peek_kind(entry) or "unknown"] += 1
+    for code, count in outcomes.items():
+        metrics.submissions.labels(code).inc(count)
+    for kind, count in kinds.items():
+        metrics.entries.labels(kind).inc(count)
 
 
 async def _update_gauges(node: Node, metrics: Metrics) -> None:

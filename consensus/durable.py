@@ -2,11 +2,12 @@
 
 Theory of operation. The store mirrors ``MemoryStorage`` (same reads, same
 write API, same errors, one more check) with every write a single LevelDB
-write batch written with ``sync=True``, so a crash leaves either all of a
-write or none of it. ``save_ready`` puts everything one ``Ready`` asks to persist (a
-snapshot, new entries with the truncation of any conflicting suffix, the
-hard state) in one such batch; the driver calls it before sending that
-Ready's messages.
+write batch, so a crash leaves either all of a write or none of it; written
+with ``sync=True`` unless it only moves the commit index (``must_sync``).
+``save_ready`` puts everything one ``Ready`` asks to persist (a snapshot,
+new entries with the truncation of any conflicting suffix, the hard state)
+in one such batch; the driver calls it before sending that Ready's
+messages.
 
 Key layout (one byte of prefix; integers in keys are u64 big-endian, so
 LevelDB's byte order is index order)::
@@ -389,7 +390,7 @@ class LevelDBStorage:
         if hard_state is None and not entries and snapshot is None:
             return  # nothing to persist: spare the fsync
         new = self._state.copy()
-        batch = self._db.write_batch(sync=True)
+        batch = self._db.write_batch(sync=self.must_sync(hard_state, entries, snapshot))
         if snapshot is not None:
             self._stage_snapshot(batch, new, snapshot)
         self._stage_entries(batch, new, entries)
@@ -405,6 +406,33 @@ class LevelDBStorage:
             new.hard.term,
             new.hard.commit,
         )
+
+    def must_sync(
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None,
+    ) -> bool:
+        """Whether ``save_ready`` of these must reach the disk before it
+        returns: unless only the commit index moved.
+
+        The commit index is volatile state in Raft (the paper's figure 2;
+        etcd's ``MustSync``): nothing sent or acknowledged depends on it
+        being on disk, the term, vote and entries are. Only a crash of the
+        machine can lose it (LevelDB hands every write to the system before
+        returning), and then the node restarts with a lower commit, never
+        below its snapshot (``RaftLog`` starts there), which the leader
+        raises again; what the ledger store applied already is skipped
+        (``RaftConfig.applied``). LevelDB writes its log in order, so the
+        next synced write makes it durable too. Under load, about every
+        other ``Ready`` moves only the commit index: an fsync spared each.
+        """
+        if entries or snapshot is not None:
+            return True
+        if hard_state is None:
+            return False
+        old = self._state.hard
+        return (hard_state.term, hard_state.vote) != (old.term, old.vote)
 
     def set_hard_state(self, hs: HardState) -> None:
         self.save_ready(hs, (), None)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ledger.block import OK, Block, Cosignature
 from ledger.codec import array_length
+from ledger.errors import CommitTimeoutError
 from ledger.rules import BatchInput
 
 
@@ -38,6 +39,36 @@ class Landed:
     block: Block
     index: int
     first_leaf: int
+
+
+@dataclass(slots=True)
+class Deadlines:
+    """The futures of waiting submissions with the monotonic time each must
+    be resolved by, failed with ``CommitTimeoutError`` once late.
+
+    One sweep a tick (``expire``) instead of a timer per submission, which
+    cost a leader's loop about 8 us each. Invariant: deadlines are added in
+    order (the same timeout from a growing clock), so the leftmost is the
+    earliest; futures resolve about in the order they were added, so the
+    resolved ones leave from the left as they go.
+    """
+
+    waiting: collections.deque[tuple[float, asyncio.Future[Landed]]] = field(
+        default_factory=collections.deque
+    )
+
+    def add(self, due: float, future: asyncio.Future[Landed]) -> None:
+        self.waiting.append((due, future))
+
+    def expire(self, now: float) -> None:
+        """Fail every future due at ``now`` or before; drop resolved ones."""
+        waiting = self.waiting
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
+            _, future = waiting.popleft()
+            if not future.done():
+                future.set_exception(
+                    CommitTimeoutError("not committed on a quorum in time")
+                )
 
 
 def submission_key(raw: bytes) -> bytes:

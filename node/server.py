@@ -5,7 +5,9 @@ on a tick, an inbound frame, a new submission or a batch deadline, feeds the
 core, and then drains every ready value in the order the Ready contract
 demands:
 
-1. persist hard state, entries and snapshot (one synced LevelDB batch);
+1. persist hard state, entries and snapshot (one LevelDB batch, synced in
+   a worker thread; one that only moves the commit index, which Raft keeps
+   as volatile state, is written without sync on the loop);
 2. only then send the messages;
 3. install a snapshot (catch up from peers, ``node.catchup``), then hand
    committed entries to the applier (``node.applier``), which turns each
@@ -67,7 +69,7 @@ from ledger.store import LedgerStore
 from ledger.submission import Submission
 from ledger.trust import TrustList
 from node.applier import Applier
-from node.batcher import Batcher, Landed, Pending, submission_key
+from node.batcher import Batcher, Deadlines, Landed, Pending, submission_key
 from node.catchup import catch_up
 from node.config import NodeConfig
 from node.cosign import Cosigner
@@ -166,6 +168,8 @@ class Node:
         self._wake = asyncio.Event()
         # Submissions waiting for their block, by submission_key.
         self.waiters: dict[bytes, asyncio.Future[Landed]] = {}
+        # The same futures, failed by a tick once not applied in time.
+        self._deadlines = Deadlines()
         self._inflight: list[int] = []  # raft indexes of our proposals
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -340,10 +344,10 @@ class Node:
         self.batcher.add(Pending(raw, entries, _now_ms(), fut))
         self._wake.set()
         timeout_s = self.config.submit_timeout_ms / 1000
+        # Failed with CommitTimeoutError by a tick once late (_on_tick).
+        self._deadlines.add(time.monotonic() + timeout_s, fut)
         try:
-            landed = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
-        except TimeoutError as exc:
-            raise CommitTimeoutError("not committed on a quorum in time") from exc
+            landed = await fut
         finally:
             if self.waiters.get(key) is fut:
                 del self.waiters[key]
@@ -477,6 +481,7 @@ class Node:
             self.peers.send(msg.src, lost_frame(last))
 
     def _on_tick(self) -> None:
+        self._deadlines.expire(time.monotonic())
         self.cosigner.tick()
         if (
             self._was_passive
@@ -557,16 +562,19 @@ class Node:
             # The synced write runs in a thread so the web application goes
             # on meanwhile; this loop waits for it, so nothing is sent early,
             # and what arrives meanwhile is batched into the next ready.
+            storage = self.raft_storage
             if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
                 # Before the first state is saved, so that no vote or
                 # acknowledgement leaves without it (node.marker).
                 self.data_marker.before_save(rd.hard_state)
+            if not storage.must_sync(rd.hard_state, rd.entries, rd.snapshot):
+                # Only the commit index moved (or nothing): a write without
+                # fsync takes microseconds, not worth a thread's round trip.
+                storage.save_ready(rd.hard_state, rd.entries, rd.snapshot)
+            else:
                 self._raft_io = asyncio.ensure_future(
                     asyncio.to_thread(
-                        self.raft_storage.save_ready,
-                        rd.hard_state,
-                        rd.entries,
-                        rd.snapshot,
+                        storage.save_ready, rd.hard_state, rd.entries, rd.snapshot
                     )
                 )
                 # Shielded: cancelling the loop must not abandon a write that

@@ -65,6 +65,26 @@ def test_save_ready_persists_everything_of_one_ready(tmp_path: Path) -> None:
         assert disk.entries(1, 6) == ents(1, 6, 2)
 
 
+def test_only_a_commit_index_move_is_saved_without_sync(tmp_path: Path) -> None:
+    # Raft's commit index is volatile state (figure 2 of the paper): term,
+    # vote, entries and snapshots must be on disk before anything is sent,
+    # a commit index alone need not be.
+    hs = HardState(term=2, vote="node-b", commit=3)
+    with LevelDBStorage(tmp_path / "raft", GENESIS) as disk:
+        assert disk.must_sync(hs, (), None)
+        disk.save_ready(hs, ents(1, 4, 2), None)
+        assert not disk.must_sync(HardState(term=2, vote="node-b", commit=4), (), None)
+        assert not disk.must_sync(None, (), None)
+        assert disk.must_sync(HardState(term=3, vote="node-b", commit=4), (), None)
+        assert disk.must_sync(HardState(term=2, vote=None, commit=4), (), None)
+        assert disk.must_sync(None, ents(4, 5, 2), None)
+        assert disk.must_sync(None, (), Snapshot(index=3, term=2, conf_state=GENESIS))
+        # Saved without sync, still saved (and read back after a restart).
+        disk.save_ready(HardState(term=2, vote="node-b", commit=4), (), None)
+    with LevelDBStorage(tmp_path / "raft", GENESIS) as disk:
+        assert disk.initial_state()[0] == HardState(term=2, vote="node-b", commit=4)
+
+
 def test_save_ready_writes_nothing_when_any_part_is_refused(tmp_path: Path) -> None:
     hs = HardState(term=1, commit=2)
     with LevelDBStorage(tmp_path / "raft", GENESIS) as disk:

@@ -8,9 +8,10 @@ import asyncio
 from pathlib import Path
 
 from ledger.block import Cosignature
+from ledger.errors import CommitTimeoutError
 from ledger.store import LedgerStore
 from ledger.submission import decode_submission
-from node.batcher import Batcher, Pending, first_leaves
+from node.batcher import Batcher, Deadlines, Pending, first_leaves
 from tests.ledger.store_helpers import (
     T0,
     anchor,
@@ -70,3 +71,27 @@ def test_an_empty_block_is_due_only_when_idle_for_refresh_ms() -> None:
     empty = batcher.empty(2_000)
     assert (empty.time_ms, empty.submissions, empty.cosignatures) == (2_000, (), (sig,))
     assert batcher.cosignatures == {}
+
+
+def test_a_submission_not_applied_in_time_fails_with_a_timeout() -> None:
+    """Node.submit's deadline: one sweep a tick, not a timer each."""
+    loop = asyncio.new_event_loop()
+    try:
+        deadlines = Deadlines()
+        first, second, third = (loop.create_future() for _ in range(3))
+        deadlines.add(10.0, first)
+        deadlines.add(11.0, second)
+        deadlines.add(12.0, third)
+        second.set_result(None)
+        deadlines.expire(9.0)
+        assert not first.done() and len(deadlines.waiting) == 3
+        deadlines.expire(10.5)
+        assert isinstance(first.exception(), CommitTimeoutError)
+        # The resolved one behind it leaves untouched; the next waits on.
+        assert second.result() is None and not third.done()
+        assert [f for _, f in deadlines.waiting] == [third]
+        third.set_result(None)
+        deadlines.expire(10.6)  # resolved before its deadline: gone
+        assert not deadlines.waiting
+    finally:
+        loop.close()
