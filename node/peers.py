@@ -12,7 +12,10 @@ list changes (``trust_changed``):
 2. if our own node key was rotated, the node switches to the held key the
    trust list now names (``next_node_key``, read again from node.toml if
    need be) for signing at once, and for TLS by restarting the transport
-   (``settle``, called by the driver between rounds);
+   ``REKEY_DELAY_S`` later (``settle``, called by the driver between
+   rounds). Not at once: a peer that has not applied the rotation yet
+   still pins the old key and would refuse every new connection, and if
+   we lead, it could never learn of the rotation (from nobody else);
 3. connections pinned to a rotated peer's old key are left up for
    ``REKEY_GRACE_S``: the peer may not yet have applied its own rotation,
    and must hear of it over them. After that they are re-checked.
@@ -62,6 +65,9 @@ from node.config import NodeConfig, load_config
 logger = logging.getLogger(__name__)
 
 REKEY_GRACE_S: Final = 30.0
+# Our TLS key changes this long after our rotation applied: peers that
+# applied it too keep the old key's connections for REKEY_GRACE_S, longer.
+REKEY_DELAY_S: Final = 3.0
 # Without a leader for this many election timeouts, try the other key.
 LEADERLESS_ELECTIONS: Final = 10
 
@@ -86,6 +92,7 @@ class Peers:
         self.key = self._first_key(store.trust)  # signs checkpoints
         self._tls = self._later_key() or self.key  # presented to peers
         self._rekey: SigningKey | None = None  # TLS identity to switch to
+        self._rekey_at = 0.0  # ... from this monotonic time on
         self._dialling = self._dial_peers()
         self._stopping = False
         self._leaderless_since = time.monotonic()
@@ -161,6 +168,7 @@ class Peers:
             )
             self.key = key
             self._rekey = key
+            self._rekey_at = time.monotonic() + REKEY_DELAY_S
 
     # -- the transport -------------------------------------------------------
 
@@ -226,9 +234,12 @@ class Peers:
         return [p.api_url for p in self.config.peers]
 
     async def settle(self) -> None:
-        """Restart the transport if our TLS identity must change."""
+        """Restart the transport once our TLS identity must change (a
+        rotation of our key: ``REKEY_DELAY_S`` after it applied)."""
+        if self._rekey is None or time.monotonic() < self._rekey_at:
+            return
         key, self._rekey = self._rekey, None
-        if key is None or self._stopping:
+        if self._stopping:
             return
         await self.transport.stop()
         self._tls = key
@@ -252,7 +263,7 @@ class Peers:
         others = [k for k in self._keys if k.public_key != self._tls.public_key]
         if others:
             logger.info("trying the other node key agency=%s", self.agency)
-            self._rekey = others[0]
+            self._rekey, self._rekey_at = others[0], now
 
     # -- the trust list changed ----------------------------------------------
 
