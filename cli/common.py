@@ -19,6 +19,7 @@ from cli.verifying import EXIT_NETWORK, EXIT_USAGE, UsageError
 from ledger.entries import AGENCY_RE
 from ledger.errors import ConfigError, LedgerError, RuleViolation
 from ledger.keys import SigningKey
+from ledger.trust import TrustList
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +133,27 @@ def parse_when(text: str | None) -> int | None:
     except ValueError as exc:
         raise UsageError(f"not a date or time: {text!r}") from exc
     return int(moment.timestamp() * 1000)
+
+
+def check_issuer(
+    trust: TrustList, issuer: str, public_key: bytes, doc_type: str | None = None
+) -> None:
+    """Say at once, before anything is signed or sent, what the ledger would
+    refuse: every submission is signed with one of the agency's issuer keys
+    in force (a retired key verifies old documents, it signs nothing new),
+    and an agency anchors only the document types granted to it. Every
+    command that submits checks this, so a wrong key is the same usage
+    error (exit 2) whichever command it was given to."""
+    try:
+        info = trust.agency(issuer)
+    except KeyError:
+        raise UsageError(f"{issuer} is no agency of the node's trust list") from None
+    if doc_type is not None and doc_type not in info.doc_types:
+        granted = ", ".join(info.doc_types)
+        raise UsageError(f"{issuer} may not anchor {doc_type!r}; granted: {granted}")
+    if public_key not in info.issuer_keys:
+        retired = public_key in info.retired_issuer_keys
+        raise UsageError(
+            f"the key is {'a retired' if retired else 'not an'} issuer key of "
+            f"{issuer} in the node's trust list"
+        )

@@ -238,6 +238,7 @@ def submit(
             if client.origin() != proposal["origin"]:
                 raise RuleViolation("governance_invalid", "proposal of another chain")
             trust = client.trust_list()
+            common.check_issuer(trust, issuer, signer.public_key)
             _check_approvals(entry, trust)
             _check_change(entry, trust)
             sub = sign_submission(

@@ -119,7 +119,9 @@ def anchor(
             check_writable(out)  # before anything reaches the ledger
         journal = SaltJournal(out)
         with common.make_client(node, timeout=timeout) as client:
-            _check_agency(client, issuer, signer.public_key, doc_type)
+            common.check_issuer(
+                client.trust_list(), issuer, signer.public_key, doc_type
+            )
             base = _checked_public_url(public_url or client.public_url())
             if dry_run:
                 # Plain lines, so that a script can read the paths as they are.
@@ -398,31 +400,6 @@ def _prepared(
     return docs, unknown
 
 
-def _check_agency(
-    client: LedgerClient, issuer: str, public_key: bytes, doc_type: str | None = None
-) -> None:
-    """Say at once, before anything is signed or sent, what the ledger would
-    refuse: every write is signed with one of the agency's issuer keys in
-    force (a retired key verifies old documents, it signs nothing new), and
-    an agency anchors only the document types granted to it. Every write
-    command checks this, so a wrong key is the same usage error (exit 2)
-    whichever command it was given to."""
-    trust = client.trust_list()
-    try:
-        info = trust.agency(issuer)
-    except KeyError:
-        raise UsageError(f"{issuer} is no agency of the node's trust list") from None
-    if doc_type is not None and doc_type not in info.doc_types:
-        granted = ", ".join(info.doc_types)
-        raise UsageError(f"{issuer} may not anchor {doc_type!r}; granted: {granted}")
-    if public_key not in info.issuer_keys:
-        retired = public_key in info.retired_issuer_keys
-        raise UsageError(
-            f"the key is {'a retired' if retired else 'not an'} issuer key of "
-            f"{issuer} in the node's trust list"
-        )
-
-
 def _recover(
     client: LedgerClient,
     journal: SaltJournal,
@@ -543,7 +520,7 @@ def revoke(
         target = _doc_id_arg(doc_id)
         signer, issuer = load_key(key), agency_for_key(key, agency)
         with common.make_client(node, timeout=timeout) as client:
-            _check_agency(client, issuer, signer.public_key)
+            common.check_issuer(client.trust_list(), issuer, signer.public_key)
             results = client.revoke(
                 [target], signer, issuer, reason, wait=check_wait(wait)
             )
@@ -582,7 +559,9 @@ def supersede(
         if new_file is not None and doc_type is None:
             raise UsageError("NEW_FILE needs --type TYPE")
         with common.make_client(node, timeout=timeout) as client:
-            _check_agency(client, issuer, signer.public_key, doc_type)
+            common.check_issuer(
+                client.trust_list(), issuer, signer.public_key, doc_type
+            )
             if receipt is not None:
                 new = load_receipt(receipt).doc_id
                 result = client.supersede(old, new, signer, issuer, wait=mode)
@@ -625,7 +604,7 @@ def record(
         digest = hash_file(file)
         rid = record_id.encode("utf-8")
         with common.make_client(node, timeout=timeout) as client:
-            _check_agency(client, issuer, signer.public_key)
+            common.check_issuer(client.trust_list(), issuer, signer.public_key)
             result = client.record(
                 registry, rid, version, digest, signer, issuer, wait=check_wait(wait)
             )

@@ -205,24 +205,40 @@ def test_anchor_of_a_type_not_granted_is_refused_before_sending(
     assert node.submissions == []
 
 
-@pytest.mark.parametrize("command", ["anchor", "revoke", "supersede", "record"])
+@pytest.mark.parametrize(
+    "command", ["anchor", "revoke", "supersede", "record", "governance submit"]
+)
 def test_a_key_not_the_agencys_is_the_same_usage_error_for_every_write(
     node: FakeNode, tmp_path: Path, command: str
 ) -> None:
     # Regression: anchor said exit 2 for a key the trust list does not name,
-    # revoke, supersede and record sent it and exited 1 with the refusal.
+    # the other write commands sent it and exited 1 with the refusal.
     doc = tmp_path / "x.pdf"
     doc.write_bytes(b"x")
     doc_id = "ab" * 32
+    trust = node.chain.trust
+    proposal = tmp_path / "proposal.json"
+    proposal.write_text(
+        json.dumps(
+            {
+                "origin": trust.origin,
+                "action": "grant_doc_types",
+                "params": {"id": "justice", "doc_types": ["land_use"]},
+                "version": trust.version + 1,
+                "approvals": [],
+            }
+        )
+    )
     args = {
         "anchor": ["--type", "criminal_record", str(doc)],
         "revoke": [doc_id, "--reason", "issued_in_error"],
         "supersede": [doc_id, str(doc), "--type", "criminal_record"],
         "record": ["--registry", "r", "--record-id", "1", "--version", "1", str(doc)],
+        "governance submit": [str(proposal)],
     }[command]
     # police's issuer key, said to be justice's.
     wrong = ["--key", key(tmp_path, "police"), "--agency", "justice"]
-    code, output = run(command, "--node", NODE, *wrong, *args)
+    code, output = run(*command.split(), "--node", NODE, *wrong, *args)
     assert code == 2, output
     assert "the key is not an issuer key of justice" in output
     assert node.submissions == []
