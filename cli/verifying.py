@@ -114,7 +114,8 @@ def load_json(path: Path, what: str) -> Any:
 def load_bundle(path: Path) -> Any:
     """A bundle file: its bytes if it is the binary form (told by the first
     byte; ``check_bundle`` decodes them), else its parsed JSON. UsageError
-    if it cannot be read, or is neither binary nor JSON."""
+    if it cannot be read; VerificationError("malformed") if it is neither
+    form, as a bundle of either form that does not parse is."""
     # Imported here, as the verifier is (check_bundle): every command
     # imports this module, few read bundles.
     from ledger.bundle_binary import is_binary_bundle
@@ -128,7 +129,9 @@ def load_bundle(path: Path) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, RecursionError, ValueError) as exc:
-        raise UsageError(f"cannot read bundle {path}: {exc}") from exc
+        raise VerificationError(
+            "malformed", f"bundle {path} is neither JSON nor the binary form: {exc}"
+        ) from exc
 
 
 def load_trust(path: Path) -> TrustList:
@@ -280,7 +283,17 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
 
         # (3): the bundle.
         if req.bundle is not None:
-            bundle = load_bundle(req.bundle)
+            try:
+                bundle = load_bundle(req.bundle)
+            except VerificationError as exc:
+                return Outcome(
+                    status=exc.reason,
+                    detail=exc.message,
+                    verdict=None,
+                    trust=trust,
+                    doc_id=doc_id,
+                    trust_from_node=trust_from_node,
+                )
         elif doc_id is None:
             raise UsageError("no document id: give --receipt, --qr or --bundle")
         else:

@@ -273,11 +273,16 @@ def test_a_json_bundle_with_leading_whitespace_is_still_json(fx: Fixture) -> Non
     spaced.write_text("\n  " + bundle.read_text())
     code, _ = _verify("--trust", str(fx.trust_file), "--bundle", str(spaced))
     assert code == 0
-    # Neither form (an empty file, a msgpack array): a file error, as before.
-    for junk in (b"", b"\x92\x01\x02"):
+    # Neither form (an empty file, a msgpack array, cut JSON): malformed, as
+    # a binary bundle that does not decode is; only a file that cannot be
+    # read at all is a file error.
+    for junk in (b"", b"\x92\x01\x02", bundle.read_bytes()[:-20]):
         spaced.write_bytes(junk)
-        code, _ = _verify("--trust", str(fx.trust_file), "--bundle", str(spaced))
-        assert code == 2
+        code, out = _verify("--trust", str(fx.trust_file), "--bundle", str(spaced))
+        assert code == 23, out
+    absent = str(fx.root / "absent.json")
+    code, _ = _verify("--trust", str(fx.trust_file), "--bundle", absent)
+    assert code == 2
 
 
 def test_bundle_alone_reports_status_without_a_file(fx: Fixture) -> None:
