@@ -129,6 +129,17 @@ def _check_kinds(value: object) -> None:
                     raise _kind_error(val, "in array")
 
 
+_STR_ONLY: Final = frozenset({str})
+
+
+def _flat(value: dict[object, object]) -> bool:
+    """Whether ``value`` is a map of scalars under string keys, which
+    ``_check_kinds`` accepts: most records, checked without a loop."""
+    return _STR_ONLY.issuperset(map(type, value)) and _SCALARS.issuperset(
+        map(type, value.values())
+    )
+
+
 def _decode(data: bytes | bytearray | memoryview, *, hooks: bool) -> object:
     try:
         if hooks:
@@ -151,18 +162,20 @@ def _decode(data: bytes | bytearray | memoryview, *, hooks: bool) -> object:
 
 def unpack(data: bytes, *, max_size: int = MAX_ENCODED_SIZE) -> Value:
     """Decode ``data``, refusing anything but a canonical encoding."""
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if type(data) is not bytes and not isinstance(data, bytearray | memoryview):
         raise EncodingError("expected bytes")
-    if len(data) > max_size:
-        raise EncodingError(f"encoding of {len(data)} bytes exceeds {max_size}")
-    if len(data) == 0:
+    size = len(data)
+    if size > max_size:
+        raise EncodingError(f"encoding of {size} bytes exceeds {max_size}")
+    if size == 0:
         raise EncodingError("empty input")
     # Decoded without per-map hooks (the hot path: every leaf of every
     # block); a duplicate key collapses in the dict, so the re-pack below
     # differs and refuses it. Only then is it decoded again with the hooks,
     # to say precisely what was wrong.
     value = _decode(data, hooks=False)
-    _check_kinds(value)
+    if type(value) is not dict or not _flat(value):
+        _check_kinds(value)
     if pack(value) != bytes(data):  # type: ignore[arg-type]
         _decode(data, hooks=True)
         raise EncodingError("not the canonical encoding (non-minimal form?)")

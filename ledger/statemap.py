@@ -29,16 +29,24 @@ before the caller commits. Invariant: reading ``_pending`` first and the kv
 second gives the stored tree whose root is ``_root``. Once the caller has
 committed every batch returned so far (in order) it calls
 ``mark_committed``; to drop uncommitted updates it opens a new ``StateMap``.
+
+Applying a batch. ``update`` sorts the keys and applies them in one
+descent, so keys that share a path share its reads. A node on the way is
+read and decoded once, its changed slots are set, it is folded once, and
+its new bytes are its old ones with the changed slots spliced in: exactly
+what encoding it afresh gives (the tests pin both to the format).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Final, Protocol, TypeAlias, TypeVar
+import struct
+from collections.abc import Iterator, Mapping
+from typing import Final, Protocol, TypeAlias
 
-from ledger.domains import STATE_NODE
+from ledger.domains import STATE_LEAF, STATE_NODE
 from ledger.errors import CorruptStoreError
 from ledger.kept import Kept
 from ledger.stateproof import (
@@ -90,14 +98,38 @@ _ZERO: Final = EMPTY_ROOT
 _sha256 = hashlib.sha256
 _ROOT_ID: Final = NODE_PREFIX + b"\x00"
 _FANOUT: Final = 16
+# The start of every node id at each nibble depth, and each byte's high
+# nibble padded with a zero one: the pieces of _node_id.
+_NODE_TAGS: Final = tuple(NODE_PREFIX + bytes((depth,)) for depth in range(64))
+_HIGH_NIBBLE: Final = tuple(bytes((byte & 0xF0,)) for byte in range(256))
+# A node whose 16 slots are all inner children (every node near the root):
+# its slot sizes, its leading bitmaps and its encoded length.
+_DENSE: Final = [2] * _FANOUT
+_DENSE_BITS: Final = b"\xff\xff\x00\x00"
+_DENSE_SIZE: Final = 4 + _FANOUT * HASH_SIZE
+_NO_LEVELS: Final = [_ZERO] * 16
+_DENSE_SIZES: Final = [0] * 16 + _DENSE
+# The heap positions of the slots set in a byte of a slot bitmap: the high
+# byte (slots 0..7) and the low one (slots 8..15).
+_POSITIONS_HIGH: Final = tuple(
+    tuple(16 + k for k in range(8) if byte & (0x80 >> k)) for byte in range(256)
+)
+_POSITIONS_LOW: Final = tuple(tuple(j + 8 for j in js) for js in _POSITIONS_HIGH)
+# The fold's steps, children before parents: (position, left, right).
+_STEPS: Final = tuple((i, i + i, i + i + 1) for i in range(15, 0, -1))
+# A stored node after its bitmaps is n fields of 32 bytes (0 <= n <= 32).
+_FIELDS: Final = [struct.Struct("32s" * n) for n in range(2 * _FANOUT + 1)]
+# Up to this many changed slots a node's new bytes are spliced from its old.
+_SPLICE_MAX: Final = 4
+# Below this many keys a group's end is found by scanning, not bisecting.
+_SCAN: Final = 8
 
 # A slot: None (empty), (hash, None) an inner child, (leaf hash, key) a leaf.
 _Slot: TypeAlias = "tuple[bytes, bytes | None] | None"
-# A node's binary levels as a heap of (hashes, sizes), see _full_heap.
-_Heap: TypeAlias = "tuple[list[bytes], list[int]]"
-_Change: TypeAlias = "tuple[bytes, bytes | None]"
+# A decoded node: (hashes, sizes, keys), see "stored nodes" below.
+_Node: TypeAlias = "tuple[list[bytes], list[int], list[bytes | None]]"
+_Values: TypeAlias = "list[bytes | None]"
 _Writes: TypeAlias = "dict[bytes, bytes | None]"
-_V = TypeVar("_V")
 
 
 class KVReader(Protocol):
@@ -115,87 +147,160 @@ def _node_id(depth: int, key: bytes) -> bytes:
     """Storage key of the node at nibble depth ``depth`` (0..63) on ``key``'s
     path: the prefix, the depth, then the depth's nibbles of the key padded
     with a zero nibble to whole bytes."""
-    prefix = key[: (depth + 1) >> 1]
+    half = depth >> 1
     if depth & 1:
-        prefix = prefix[:-1] + bytes((prefix[-1] & 0xF0,))
-    return NODE_PREFIX + bytes((depth,)) + prefix
+        return _NODE_TAGS[depth] + key[:half] + _HIGH_NIBBLE[key[half]]
+    return _NODE_TAGS[depth] + key[:half]
 
 
 # --- stored nodes ---------------------------------------------------------
+#
+# A node is decoded into a heap over its four binary levels: index 1 is the
+# node itself, the children of i are 2i and 2i+1, slot j is 16 + j (index 0
+# is unused). ``sizes`` holds 0 for an empty subtree (its hash is ZERO), 1
+# for a single leaf and 2 for two keys or more, so at a slot: empty, a leaf,
+# or an inner child (two keys or more below it: the second invariant).
+# ``keys[j]`` is the key of slot j's leaf, else None. Decoding fills the
+# slots only; ``_fold`` fills the levels above them.
 
 
-def _encode_node(slots: Sequence[_Slot]) -> bytes:
+def _empty_node() -> _Node:
+    return [_ZERO] * 32, [0] * 32, [None] * _FANOUT
+
+
+def _decode_node(raw: bytes, nid: bytes) -> _Node:
+    """The slots of node ``nid`` stored as ``raw``, not yet folded;
+    CorruptStoreError if ``raw`` is not a node's encoding."""
+    bits = int.from_bytes(raw[:4], "big")
+    inner, leaves = bits >> 16, bits & 0xFFFF
+    count, rest = divmod(len(raw) - 4, HASH_SIZE)
+    if len(raw) < 4 or inner & leaves or not bits:
+        raise CorruptStoreError(f"state node {nid.hex()} is malformed")
+    if rest or count != inner.bit_count() + 2 * leaves.bit_count():
+        raise CorruptStoreError(f"state node {nid.hex()} has the wrong length")
+    # The 32-byte fields in order: a hash per inner child, a key and a
+    # hash per leaf.
+    fields = _FIELDS[count].unpack_from(raw, 4)
+    if inner == 0xFFFF:  # every node near the root
+        return _NO_LEVELS + list(fields), _DENSE_SIZES[:], [None] * _FANOUT
+    hashes, sizes = [_ZERO] * 32, [0] * 32
+    keys: list[bytes | None] = [None] * _FANOUT
+    at = 0
+    occupied = inner | leaves
+    inner <<= 16  # bit 47 - j now says whether heap position j is inner
+    for j in _POSITIONS_HIGH[occupied >> 8] + _POSITIONS_LOW[occupied & 0xFF]:
+        if inner >> (47 - j) & 1:
+            hashes[j] = fields[at]
+            sizes[j] = 2
+            at += 1
+        else:
+            keys[j - 16] = fields[at]
+            hashes[j] = fields[at + 1]
+            sizes[j] = 1
+            at += 2
+    return hashes, sizes, keys
+
+
+def _encode_node(node: _Node) -> bytes:
     """``u16 inner bits || u16 leaf bits`` (bit 15 is slot 0), then each
     non-empty slot in order: an inner child as its hash, a leaf as its key
     then its leaf hash."""
+    hashes, sizes, keys = node
+    if sizes[16:] == _DENSE:
+        return _DENSE_BITS + b"".join(hashes[16:])
     inner = leaves = 0
     bit = 0x8000
     parts: list[bytes] = []
-    for slot in slots:
-        if slot is not None:
-            if slot[1] is None:
-                inner |= bit
-                parts.append(slot[0])
-            else:
-                leaves |= bit
-                parts.append(slot[1] + slot[0])
+    for j in range(16, 32):
+        size = sizes[j]
+        if size == 2:
+            inner |= bit
+            parts.append(hashes[j])
+        elif size:
+            leaves |= bit
+            parts.append(keys[j - 16] + hashes[j])  # type: ignore[operator]
         bit >>= 1
     return ((inner << 16) | leaves).to_bytes(4, "big") + b"".join(parts)
 
 
-def _decode_node(raw: bytes, nid: bytes) -> list[_Slot]:
+def _splice(raw: bytes, node: _Node, changed: list[int]) -> bytes:
+    """``_encode_node(node)`` where ``raw`` encodes ``node`` as it was before
+    the slots ``changed`` (ascending) changed: the bytes of the others are
+    copied over in runs."""
+    hashes, sizes, keys = node
     bits = int.from_bytes(raw[:4], "big")
-    inner, leaves = bits >> 16, bits & 0xFFFF
-    if len(raw) < 4 or inner & leaves or not bits:
-        raise CorruptStoreError(f"state node {nid.hex()} is malformed")
-    slots: list[_Slot] = [None] * _FANOUT
-    pos = 4
-    for i in range(_FANOUT):
-        bit = 0x8000 >> i
-        if inner & bit:
-            slots[i] = (raw[pos : pos + 32], None)
-            pos += 32
-        elif leaves & bit:
-            slots[i] = (raw[pos + 32 : pos + 64], raw[pos : pos + 32])
-            pos += 64
-    if pos != len(raw):
-        raise CorruptStoreError(f"state node {nid.hex()} has the wrong length")
-    return slots
+    old_inner, old_leaves = bits >> 16, bits & 0xFFFF
+    inner, leaves = old_inner, old_leaves
+    parts = [b""]  # the bitmaps go first
+    done = 4  # raw[:done] is accounted for
+    for nib in changed:
+        bit = 0x8000 >> nib
+        earlier = 0xFFFF ^ (bit + bit - 1)  # the slots before nib
+        start = (
+            4
+            + 32 * (old_inner & earlier).bit_count()
+            + 64 * (old_leaves & earlier).bit_count()
+        )
+        parts.append(raw[done:start])
+        done = start + (32 if old_inner & bit else 64 if old_leaves & bit else 0)
+        inner &= ~bit
+        leaves &= ~bit
+        size = sizes[16 + nib]
+        if size == 2:
+            inner |= bit
+            parts.append(hashes[16 + nib])
+        elif size:
+            leaves |= bit
+            parts.append(keys[nib])  # type: ignore[arg-type]
+            parts.append(hashes[16 + nib])
+    parts.append(raw[done:])
+    parts[0] = ((inner << 16) | leaves).to_bytes(4, "big")
+    return b"".join(parts)
+
+
+def _set_slot(node: _Node, nib: int, slot: _Slot) -> None:
+    hashes, sizes, keys = node
+    j = 16 + nib
+    if slot is None:
+        hashes[j], sizes[j], keys[nib] = _ZERO, 0, None
+    else:
+        hashes[j], keys[nib] = slot
+        sizes[j] = 1 if slot[1] is not None else 2
 
 
 # --- hashing a node -------------------------------------------------------
-#
-# A node's four binary levels form a heap: index 1 is the node itself, the
-# children of i are 2i and 2i+1, slot j is 16 + j. ``sizes`` holds 0 for an
-# empty subtree, 1 for a single leaf and 2 for two keys or more.
 
 
-def _full_heap(slots: Sequence[_Slot]) -> _Heap:
-    hashes = [_ZERO] * 16 + [_ZERO if s is None else s[0] for s in slots]
-    sizes = [0] * 16 + [0 if s is None else 2 if s[1] is None else 1 for s in slots]
-    # The loop is the hottest in update(), hence the local names.
+def _fold(hashes: list[bytes], sizes: list[int]) -> None:
+    """Fill the heap's levels above the slots, in place: a half that holds
+    a single leaf and nothing else is that leaf's hash."""
+    # The loops are the hottest in update(), hence the local names.
     sha, node = _sha256, STATE_NODE
-    for i in range(15, 0, -1):
-        left = i + i
-        lsize, rsize = sizes[left], sizes[left + 1]
+    if 0 not in sizes[16:]:  # no empty slot: every position holds two keys
+        for i, left, right in _STEPS:
+            hashes[i] = sha(node + hashes[left] + hashes[right]).digest()
+        sizes[1:16] = _DENSE[1:]
+        return
+    for i, left, right in _STEPS:
+        lsize, rsize = sizes[left], sizes[right]
         if lsize + rsize > 1:
-            hashes[i] = sha(node + hashes[left] + hashes[left + 1]).digest()
+            hashes[i] = sha(node + hashes[left] + hashes[right]).digest()
             sizes[i] = 2
         elif lsize:
             hashes[i], sizes[i] = hashes[left], 1
-        elif rsize:
-            hashes[i], sizes[i] = hashes[left + 1], 1
-    return hashes, sizes
+        else:
+            hashes[i], sizes[i] = hashes[right], rsize
 
 
 @functools.lru_cache(maxsize=64)
-def _hashed_node(raw: bytes, nid: bytes) -> tuple[list[_Slot], _Heap]:
-    """A stored node decoded and hashed. Keyed by its bytes (and id, for the
+def _hashed_node(raw: bytes, nid: bytes) -> _Node:
+    """A stored node decoded and folded. Keyed by its bytes (and id, for the
     error message), so it is only ever what they decode to: the root node,
     which every new StateMap checks, is hashed once. Callers must not
     change what it returns."""
-    slots = _decode_node(raw, nid)
-    return slots, _full_heap(slots)
+    node = _decode_node(raw, nid)
+    _fold(node[0], node[1])
+    return node
 
 
 # Proofs keep the nodes down to this nibble depth, by id and hash: every
@@ -205,42 +310,57 @@ def _hashed_node(raw: bytes, nid: bytes) -> tuple[list[_Slot], _Heap]:
 # of a proof's time at 3*10^5 keys, for 4,369 nodes: some 18 MB.)
 _KEPT_DEPTH: Final = 2
 _KEPT_NODES: Final = 1024
-_kept: Final[Kept[tuple[bytes, bytes], tuple[list[_Slot], _Heap]]] = Kept(_KEPT_NODES)
+_kept: Final[Kept[tuple[bytes, bytes], _Node]] = Kept(_KEPT_NODES)
 
 
 # --- applying a batch -----------------------------------------------------
 
 
-def _groups(
-    items: list[tuple[bytes, _V]], depth: int
-) -> Iterator[tuple[int, list[tuple[bytes, _V]]]]:
-    """Split ``items`` (sorted by key, the key first) by nibble ``depth``."""
-    if len(items) == 1:  # most calls, deep in the tree
-        yield _nibble(items[0][0], depth), items
-        return
+def _group_end(keys: list[bytes], lo: int, hi: int, depth: int) -> int:
+    """The end of the run of ``keys[lo:hi]`` (sorted, sharing ``depth``
+    nibbles) that shares nibble ``depth`` with ``keys[lo]``."""
+    first = keys[lo]
     at = depth >> 1
+    byte = first[at]
     if depth & 1:
-        nibs = [item[0][at] & 0x0F for item in items]
+        if byte & 0x0F == 0x0F:
+            return hi
+        bound = byte + 1
     else:
-        nibs = [item[0][at] >> 4 for item in items]
-    start, count = 0, len(items)
-    while start < count:
-        nib = nibs[start]
-        end = start + 1
-        while end < count and nibs[end] == nib:
+        if byte >= 0xF0:
+            return hi
+        bound = (byte & 0xF0) + 0x10
+    if hi - lo <= _SCAN:
+        end = lo + 1
+        while end < hi and keys[end][at] < bound:
             end += 1
-        yield nib, items[start:end]
-        start = end
+        return end
+    return bisect.bisect_left(keys, first[:at] + bytes((bound,)), lo + 1, hi)
+
+
+def _runs(
+    keys: list[bytes], lo: int, hi: int, depth: int
+) -> Iterator[tuple[int, int, int]]:
+    """Split ``keys[lo:hi]`` (sorted, sharing ``depth`` nibbles) into runs
+    by nibble ``depth``: (nibble, start, end) for each."""
+    at, shift = depth >> 1, 0 if depth & 1 else 4
+    while lo < hi:
+        end = hi if hi - lo == 1 else _group_end(keys, lo, hi, depth)
+        yield (keys[lo][at] >> shift) & 0x0F, lo, end
+        lo = end
 
 
 def _merge_leaf(
-    slot: _Slot, changes: list[_Change], writes: _Writes
-) -> list[tuple[bytes, bytes]]:
-    """The (key, leaf hash) pairs, sorted, under a slot that held at most one
-    leaf, once ``changes`` apply; records the value writes."""
+    slot: _Slot, keys: list[bytes], values: _Values, lo: int, hi: int, writes: _Writes
+) -> tuple[list[bytes], list[bytes]]:
+    """The keys, sorted, and their leaf hashes under a slot that held at
+    most one leaf, once the changes [lo, hi) apply; records the value
+    writes."""
     old_key = slot[1] if slot is not None else None
-    out: list[tuple[bytes, bytes]] = []
-    for key, value in changes:
+    out_keys: list[bytes] = []
+    digests: list[bytes] = []
+    for i in range(lo, hi):
+        key, value = keys[i], values[i]
         if key == old_key:
             old_key = None  # replaced or deleted: do not keep it below
             if value is None:
@@ -248,22 +368,26 @@ def _merge_leaf(
                 continue
         elif value is None:
             continue  # deleting a key that is not there
-        digest = leaf_hash(key, value_hash(value))
+        # leaf_hash(key, value_hash(value)), inlined: once per changed key
+        digest = _sha256(STATE_LEAF + key + _sha256(value).digest()).digest()
         if slot is None or digest != slot[0]:
             writes[VALUE_PREFIX + key] = value
-        out.append((key, digest))
+        out_keys.append(key)
+        digests.append(digest)
     if old_key is not None and slot is not None:
-        out.append((old_key, slot[0]))
-        out.sort()
-    return out
+        at = bisect.bisect_left(out_keys, old_key)
+        out_keys.insert(at, old_key)
+        digests.insert(at, slot[0])
+    return out_keys, digests
 
 
-def _sorted_changes(items: Mapping[bytes, bytes | None]) -> list[_Change]:
+def _sorted_changes(items: Mapping[bytes, bytes | None]) -> list[bytes]:
+    """The keys of ``items``, sorted, once every key and value is checked."""
     for key, value in items.items():
         check_key(key)
         if value is not None and not isinstance(value, bytes):
             raise TypeError("state map values are bytes (or None to delete)")
-    return sorted(items.items())
+    return sorted(items)
 
 
 class StateMap:
@@ -288,7 +412,7 @@ class StateMap:
         stored = _ZERO
         raw = self._read(_ROOT_ID)
         if raw is not None:
-            stored = _hashed_node(raw, _ROOT_ID)[1][0][1]
+            stored = _hashed_node(raw, _ROOT_ID)[0][1]
         if stored != root:
             raise CorruptStoreError(
                 f"state root {root.hex()} does not match the stored nodes "
@@ -320,12 +444,13 @@ class StateMap:
         (as they were before it), so an undo record needs no second read; a
         written key missing from it is one the update did not read.
         """
-        changes = _sorted_changes(items)
+        keys = _sorted_changes(items)
         writes: _Writes = {}
-        if changes:
+        if keys:
+            values = [items[key] for key in keys]
             self._before = before
             try:
-                self._root = self._update_root(changes, writes)
+                self._root = self._update_root(keys, values, writes)
             finally:
                 self._before = None
             self._pending.update(writes)
@@ -341,14 +466,13 @@ class StateMap:
         digest = self._root
         while True:
             nid = _node_id(depth, key)
-            slots, heap = self._proof_node(depth, nid, digest)
+            node = self._proof_node(depth, nid, digest)
             nib = _nibble(key, depth)
-            end = _walk(heap, slots, nib, path, depth == 0)
+            end = _walk(node, nib, path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
-            child = slots[nib]
-            assert child is not None  # _walk goes on only into inner children
-            digest = child[0]
+            # _walk goes on only into inner children.
+            digest = node[0][16 + nib]
             depth += 1
 
     # -- reading -----------------------------------------------------------
@@ -359,10 +483,8 @@ class StateMap:
             return pending[skey]
         return self._kv.get(skey)
 
-    def _proof_node(
-        self, depth: int, nid: bytes, digest: bytes
-    ) -> tuple[list[_Slot], _Heap]:
-        """Node ``nid`` decoded and hashed, given ``digest``, the hash its
+    def _proof_node(self, depth: int, nid: bytes, digest: bytes) -> _Node:
+        """Node ``nid`` decoded and folded, given ``digest``, the hash its
         parent holds for it (the root's: ``root``).
 
         A node's hash binds what it holds, and its id where it is, so a
@@ -375,9 +497,9 @@ class StateMap:
             found = _kept.get((nid, digest))
             if found is not None:
                 return found
-        slots = _decode_node(self._stored(nid), nid)
-        node = (slots, _full_heap(slots))
-        if node[1][0][1] != digest:
+        node = _decode_node(self._stored(nid), nid)
+        _fold(node[0], node[1])
+        if node[0][1] != digest:
             raise CorruptStoreError(
                 f"state node {nid.hex()} does not hash to what its parent holds"
             )
@@ -386,90 +508,131 @@ class StateMap:
         return node
 
     def _stored(self, nid: bytes) -> bytes:
-        raw = self._read(nid)
+        pending = self._pending
+        raw = pending[nid] if nid in pending else self._kv.get(nid)
         if raw is None:
             raise CorruptStoreError(f"state node {nid.hex()} is missing")
         return raw
 
     # -- updating ----------------------------------------------------------
+    #
+    # The changes are two lists, ``keys`` (sorted) and ``values``; a call
+    # gets the half-open range [lo, hi) of them below its node.
 
-    def _update_root(self, changes: list[_Change], writes: _Writes) -> bytes:
+    def _update_root(
+        self, keys: list[bytes], values: _Values, writes: _Writes
+    ) -> bytes:
         # The root node is kept even when it holds a single leaf (that is
         # where the leaf's key is found); with no keys left it is deleted.
         raw = self._read(_ROOT_ID)
         if self._before is not None:
             self._before[_ROOT_ID] = raw
-        slots: list[_Slot] = [None] * _FANOUT
-        if raw is not None:
-            slots = _decode_node(raw, _ROOT_ID)
-        changed = self._apply_node(0, slots, changes, writes)
-        if not changed:
+        node = _empty_node() if raw is None else _decode_node(raw, _ROOT_ID)
+        if not self._apply_node(0, node, keys, values, 0, len(keys), writes):
             return self._root
-        if all(slot is None for slot in slots):
+        hashes, sizes, _ = node
+        _fold(hashes, sizes)
+        if not sizes[1]:
             writes[_ROOT_ID] = None
             return _ZERO
-        writes[_ROOT_ID] = _encode_node(slots)
-        return _full_heap(slots)[0][1]
+        writes[_ROOT_ID] = _encode_node(node)
+        return hashes[1]
 
     def _apply_node(
-        self, depth: int, slots: list[_Slot], changes: list[_Change], writes: _Writes
+        self,
+        depth: int,
+        node: _Node,
+        keys: list[bytes],
+        values: _Values,
+        lo: int,
+        hi: int,
+        writes: _Writes,
     ) -> list[int]:
-        """Apply ``changes`` (sorted, all below this node) to ``slots``;
-        return the slots that changed."""
+        """Apply the changes [lo, hi) (all below this node) to its slots;
+        return those that changed, ascending. The levels above them are
+        left stale."""
+        hashes, sizes, leaf_keys = node
         changed: list[int] = []
-        for nib, group in _groups(changes, depth):
-            old = slots[nib]
-            if old is not None and old[1] is None:
-                new = self._apply_child(depth + 1, old, group, writes)
+        at, shift = depth >> 1, 0 if depth & 1 else 4
+        while lo < hi:  # _runs, inlined: this loop is the hottest
+            nib = (keys[lo][at] >> shift) & 0x0F
+            end = hi if hi - lo == 1 else _group_end(keys, lo, hi, depth)
+            j = 16 + nib
+            size = sizes[j]
+            if size == 2:
+                new = self._apply_child(
+                    depth + 1, hashes[j], keys, values, lo, end, writes
+                )
             else:
-                new = self._build(depth + 1, _merge_leaf(old, group, writes), writes)
-            if new != old:
-                slots[nib] = new
+                old = (hashes[j], leaf_keys[nib]) if size else None
+                merged = _merge_leaf(old, keys, values, lo, end, writes)
+                new = self._build(depth + 1, *merged, writes)
+            if new is None:
+                if size:
+                    hashes[j], sizes[j], leaf_keys[nib] = _ZERO, 0, None
+                    changed.append(nib)
+            elif not size or new[0] != hashes[j] or new[1] != leaf_keys[nib]:
+                hashes[j], leaf_keys[nib] = new
+                sizes[j] = 2 if new[1] is None else 1
                 changed.append(nib)
+            lo = end
         return changed
 
     def _apply_child(
         self,
         depth: int,
-        slot: tuple[bytes, bytes | None],
-        changes: list[_Change],
+        digest: bytes,
+        keys: list[bytes],
+        values: _Values,
+        lo: int,
+        hi: int,
         writes: _Writes,
     ) -> _Slot:
-        nid = _node_id(depth, changes[0][0])
+        """The new slot of the inner child (hash ``digest``) at ``depth``
+        on the path of keys [lo, hi), once they apply."""
+        nid = _node_id(depth, keys[lo])
         raw = self._stored(nid)
         if self._before is not None:
             self._before[nid] = raw
-        slots = _decode_node(raw, nid)
-        changed = self._apply_node(depth, slots, changes, writes)
+        node = _decode_node(raw, nid)
+        changed = self._apply_node(depth, node, keys, values, lo, hi, writes)
         if not changed:
-            return slot
-        present = [s for s in slots if s is not None]
+            return (digest, None)
+        hashes, sizes, leaf_keys = node
+        _fold(hashes, sizes)
+        if sizes[1] == 2:
+            if len(changed) <= _SPLICE_MAX:
+                writes[nid] = _splice(raw, node, changed)
+            else:
+                writes[nid] = _encode_node(node)
+            return (hashes[1], None)
         # Keep "a stored non-root node has two keys or more": an emptied
         # node goes, and a lone leaf moves up into the parent's slot.
-        if not present or (len(present) == 1 and present[0][1] is not None):
-            writes[nid] = None
-            return present[0] if present else None
-        writes[nid] = _encode_node(slots)
-        return (_full_heap(slots)[0][1], None)
+        writes[nid] = None
+        if not sizes[1]:
+            return None
+        return (hashes[1], next(k for k in leaf_keys if k is not None))
 
     def _build(
-        self, depth: int, leaves: list[tuple[bytes, bytes]], writes: _Writes
+        self, depth: int, keys: list[bytes], digests: list[bytes], writes: _Writes
     ) -> _Slot:
-        """The slot at nibble depth ``depth`` holding ``leaves`` ((key, leaf
-        hash), sorted, one prefix). Precondition: no node is stored there."""
-        if not leaves:
+        """The slot at nibble depth ``depth`` holding the leaves of ``keys``
+        (sorted, one prefix) with their leaf hashes ``digests``.
+        Precondition: no node is stored there."""
+        if not keys:
             return None
-        if len(leaves) == 1:
-            key, digest = leaves[0]
-            return (digest, key)
-        slots: list[_Slot] = [None] * _FANOUT
-        for nib, group in _groups(leaves, depth):
-            slots[nib] = self._build(depth + 1, group, writes)
-        nid = _node_id(depth, leaves[0][0])
+        if len(keys) == 1:
+            return (digests[0], keys[0])
+        node = _empty_node()
+        for nib, start, end in _runs(keys, 0, len(keys), depth):
+            slot = self._build(depth + 1, keys[start:end], digests[start:end], writes)
+            _set_slot(node, nib, slot)
+        nid = _node_id(depth, keys[0])
         if self._before is not None:
             self._before[nid] = None  # the precondition: nothing was there
-        writes[nid] = _encode_node(slots)
-        return (_full_heap(slots)[0][1], None)
+        _fold(node[0], node[1])
+        writes[nid] = _encode_node(node)
+        return (node[0][1], None)
 
     # -- proving -----------------------------------------------------------
 
@@ -500,30 +663,29 @@ class StateMap:
 _CONTINUE: Final = (b"", b"")
 
 
-def _walk(
-    heap: _Heap, slots: list[_Slot], nib: int, path: list[bytes], is_root: bool
-) -> _Slot:
-    """Follow nibble ``nib`` down one node, appending the siblings to
+def _walk(node: _Node, nib: int, path: list[bytes], is_root: bool) -> _Slot:
+    """Follow nibble ``nib`` down one folded node, appending the siblings to
     ``path``; return what ends the path (None or a leaf slot), or _CONTINUE.
 
     The path ends at the first subtree holding at most one key; its sibling
     then holds at least one, as its parent held two or more.
     """
-    hashes, sizes = heap
+    hashes, sizes, _ = node
     if is_root and sizes[1] <= 1:
-        return _lone(slots, 0, _FANOUT)
+        return _lone(node, 0, _FANOUT)
     i = 1
     for shift in range(3, -1, -1):
         i = i + i + ((nib >> shift) & 1)
         path.append(hashes[i ^ 1])
         if sizes[i] <= 1:
-            return _lone(slots, (i << shift) - 16, ((i + 1) << shift) - 16)
+            return _lone(node, (i << shift) - 16, ((i + 1) << shift) - 16)
     return _CONTINUE
 
 
-def _lone(slots: list[_Slot], start: int, end: int) -> _Slot:
+def _lone(node: _Node, start: int, end: int) -> _Slot:
     """The one non-empty slot in [start, end), or None if all are empty."""
-    for slot in slots[start:end]:
-        if slot is not None:
-            return slot
+    hashes, sizes, keys = node
+    for j in range(start, end):
+        if sizes[16 + j]:
+            return (hashes[16 + j], keys[j])
     return None

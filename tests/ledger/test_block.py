@@ -234,6 +234,41 @@ def test_the_anchored_fast_path_agrees_with_the_schema_check(
     assert fast[0] == rec and all(isinstance(o, str) for o in fast[1:])
 
 
+@pytest.mark.parametrize(
+    "window", [(None, None), (1, None), (None, 2**64 - 1), (0, 7)], ids=str
+)
+def test_an_anchored_record_is_what_the_checked_constructor_builds(
+    window: tuple[int | None, int | None],
+) -> None:
+    # anchored() skips __init__ and its checks on its hot path.
+    entry = dataclasses.replace(ANCHOR, valid_from=window[0], valid_until=window[1])
+    rec = StatusRecord.anchored(entry, leaf=3)
+    checked = StatusRecord(
+        status="valid",
+        issuer=entry.issuer,
+        leaf=3,
+        doc_type=entry.doc_type,
+        issued_at=entry.issued_at,
+        valid_from=entry.valid_from,
+        valid_until=entry.valid_until,
+        anchor_leaf=3,
+    )
+    assert rec == checked and rec.encode() == checked.encode()
+    assert rec.revoked(
+        Revoke(issuer="moj", doc_id=DOC, reason="withdrawn", at=7), leaf=9
+    ) == dataclasses.replace(
+        checked, status="revoked", leaf=9, revoked_at=7, reason="withdrawn"
+    )
+
+
+def test_an_anchor_without_an_issue_time_still_makes_no_record() -> None:
+    # A mistyped Anchor (its fields are not type-checked) takes the checked
+    # path, which refuses a valid document without issued_at.
+    entry = dataclasses.replace(ANCHOR, issued_at=None)  # type: ignore[arg-type]
+    with pytest.raises(EncodingError, match="issued_at"):
+        StatusRecord.anchored(entry, leaf=3)
+
+
 def _outcome(value: Value) -> StatusRecord | str:
     try:
         return StatusRecord.from_value(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger import statemap
 from ledger.errors import CorruptStoreError, RootMismatchError, VerificationError
 from ledger.statemap import (
     EMPTY,
@@ -48,6 +50,39 @@ def ref_root(model: Mapping[bytes, bytes], depth: int = 0) -> bytes:
     left = {k: v for k, v in model.items() if bit(k, depth) == 0}
     right = {k: v for k, v in model.items() if bit(k, depth) == 1}
     return sha(b"\x03" + ref_root(left, depth + 1) + ref_root(right, depth + 1))
+
+
+def ref_stored(model: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """Every stored byte docs/statemap.md prescribes for ``model``: its
+    values, and the nodes of "How a node stores the tree", built here
+    straight from that description."""
+    stored = {b"sv" + key: value for key, value in model.items()}
+    if model:
+        _ref_node(model, 0, stored)
+    return stored
+
+
+def _ref_node(
+    group: Mapping[bytes, bytes], depth: int, stored: dict[bytes, bytes]
+) -> None:
+    # The node at nibble depth ``depth`` above ``group`` (the keys sharing
+    # its path), and below it every node with two keys or more.
+    path = next(iter(group)).hex()[:depth]
+    nid = b"sn" + bytes([depth]) + bytes.fromhex(path + "0" * (depth % 2))
+    inner = leaves = 0
+    fields = b""
+    for slot in range(16):
+        below = {k: v for k, v in group.items() if int(k.hex()[depth], 16) == slot}
+        bit = 0x8000 >> slot
+        if len(below) == 1:
+            ((key, value),) = below.items()
+            leaves |= bit
+            fields += key + sha(b"\x02" + key + sha(value))
+        elif below:
+            inner |= bit
+            fields += ref_root(below, 4 * depth + 4)
+            _ref_node(below, depth + 1, stored)
+    stored[nid] = inner.to_bytes(2, "big") + leaves.to_bytes(2, "big") + fields
 
 
 def commit(kv: dict[bytes, bytes], writes: Writes) -> None:
@@ -169,6 +204,99 @@ def test_random_batches_agree_with_a_dict_model(
     for key in pool:
         assert smap.get(key) == model.get(key)
         verify_state(smap.root, key, model.get(key), smap.prove(key))
+
+
+@FAST
+@given(data=st.data())
+def test_stored_bytes_are_those_the_storage_format_prescribes(
+    data: st.DataObject,
+) -> None:
+    """The node bytes are consensus-critical (every node keeps the same
+    store, undo records copy them): pinned to a rebuild from the format's
+    description, whatever batches led to the model."""
+    pool = data.draw(st.lists(keys, min_size=1, max_size=40, unique=True))
+    kv: dict[bytes, bytes] = {}
+    smap = StateMap(kv, EMPTY_ROOT)
+    model: dict[bytes, bytes] = {}
+    for _ in range(data.draw(st.integers(1, 5))):
+        batch = data.draw(st.dictionaries(st.sampled_from(pool), st.none() | values))
+        _, writes = smap.update(batch)
+        commit(kv, writes)
+        smap.mark_committed()
+        model = {k: v for k, v in {**model, **batch}.items() if v is not None}
+        assert kv == ref_stored(model)
+
+
+def test_stored_bytes_of_a_larger_map_follow_the_format() -> None:
+    # Enough keys for nodes four levels down, each batch changing one to
+    # sixteen slots of a node, and deletes that empty or collapse nodes.
+    rng = random.Random(7)
+    pool = [rng.randbytes(32) for _ in range(700)]
+    kv: dict[bytes, bytes] = {}
+    smap = StateMap(kv, EMPTY_ROOT)
+    model: dict[bytes, bytes] = {}
+    for size in (400, 1, 3, 60, 250, 700, 30):
+        batch = {
+            key: None if rng.random() < 0.3 else rng.randbytes(rng.randrange(9))
+            for key in rng.sample(pool, size)
+        }
+        root, writes = smap.update(batch)
+        commit(kv, writes)
+        smap.mark_committed()
+        model = {k: v for k, v in {**model, **batch}.items() if v is not None}
+        assert root == ref_root(model)
+    assert kv == ref_stored(model)
+
+
+slots = st.lists(
+    st.one_of(
+        st.none(),
+        st.tuples(st.binary(min_size=32, max_size=32), st.none()),
+        st.tuples(
+            st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32)
+        ),
+    ),
+    min_size=16,
+    max_size=16,
+)
+
+
+@settings(max_examples=300)
+@given(old=slots, new=slots, changed=st.sets(st.integers(0, 15)))
+def test_a_spliced_node_is_the_node_encoded_afresh(
+    old: list[tuple[bytes, bytes | None] | None],
+    new: list[tuple[bytes, bytes | None] | None],
+    changed: set[int],
+) -> None:
+    # update() writes most nodes by splicing their changed slots into
+    # their old bytes; that must be the very encoding of the new node.
+    if all(slot is None for slot in old):
+        old[0] = (bytes(32), None)
+    node = statemap._empty_node()
+    for nib, slot in enumerate(old):
+        statemap._set_slot(node, nib, slot)
+    raw = statemap._encode_node(node)
+    assert statemap._decode_node(raw, b"") == node
+    for nib in changed:
+        statemap._set_slot(node, nib, new[nib])
+    spliced = statemap._splice(raw, node, sorted(changed))
+    assert spliced == statemap._encode_node(node)
+
+
+@pytest.mark.parametrize(
+    ("desc", "raw", "error"),
+    [
+        ("no bitmaps", b"\x80\x00", "malformed"),
+        ("no slot set", bytes(4), "malformed"),
+        ("a slot both inner and leaf", b"\x80\x00\x80\x00" + bytes(32), "malformed"),
+        ("a hash short", b"\x80\x00\x00\x00" + bytes(31), "wrong length"),
+        ("a byte too many", b"\x80\x00\x00\x00" + bytes(33), "wrong length"),
+        ("a leaf without its hash", b"\x00\x00\x80\x00" + bytes(32), "wrong length"),
+    ],
+)
+def test_a_malformed_stored_node_is_refused(desc: str, raw: bytes, error: str) -> None:
+    with pytest.raises(CorruptStoreError, match=error):
+        StateMap({b"sn\x00": raw}, EMPTY_ROOT).update({BASE: b"v"})
 
 
 @FAST
