@@ -40,15 +40,28 @@ what encoding it afresh gives (the tests pin both to the format).
 from __future__ import annotations
 
 import bisect
-import functools
 import hashlib
-import struct
 from collections.abc import Iterator, Mapping
 from typing import Final, Protocol, TypeAlias
 
-from ledger.domains import STATE_LEAF, STATE_NODE
+from ledger.domains import STATE_LEAF
 from ledger.errors import CorruptStoreError
 from ledger.kept import Kept
+from ledger.statenode import (
+    FANOUT,
+    NODE_PREFIX,
+    Node,
+    Slot,
+    decode_node,
+    empty_node,
+    encode_node,
+    fold,
+    hashed_node,
+    nibble,
+    node_id,
+    set_slot,
+    splice,
+)
 from ledger.stateproof import (
     EMPTY,
     EMPTY_ROOT,
@@ -90,44 +103,18 @@ __all__ = [
     "verify_state",
 ]
 
-# Storage keys; everything the state map owns starts with b"s".
-NODE_PREFIX: Final = b"sn"
+# Storage keys; everything the state map owns starts with b"s" (nodes
+# under NODE_PREFIX, ledger.statenode).
 VALUE_PREFIX: Final = b"sv"
 
 _ZERO: Final = EMPTY_ROOT
 _sha256 = hashlib.sha256
 _ROOT_ID: Final = NODE_PREFIX + b"\x00"
-_FANOUT: Final = 16
-# The start of every node id at each nibble depth, and each byte's high
-# nibble padded with a zero one: the pieces of _node_id.
-_NODE_TAGS: Final = tuple(NODE_PREFIX + bytes((depth,)) for depth in range(64))
-_HIGH_NIBBLE: Final = tuple(bytes((byte & 0xF0,)) for byte in range(256))
-# A node whose 16 slots are all inner children (every node near the root):
-# its slot sizes, its leading bitmaps and its encoded length.
-_DENSE: Final = [2] * _FANOUT
-_DENSE_BITS: Final = b"\xff\xff\x00\x00"
-_DENSE_SIZE: Final = 4 + _FANOUT * HASH_SIZE
-_NO_LEVELS: Final = [_ZERO] * 16
-_DENSE_SIZES: Final = [0] * 16 + _DENSE
-# The heap positions of the slots set in a byte of a slot bitmap: the high
-# byte (slots 0..7) and the low one (slots 8..15).
-_POSITIONS_HIGH: Final = tuple(
-    tuple(16 + k for k in range(8) if byte & (0x80 >> k)) for byte in range(256)
-)
-_POSITIONS_LOW: Final = tuple(tuple(j + 8 for j in js) for js in _POSITIONS_HIGH)
-# The fold's steps, children before parents: (position, left, right).
-_STEPS: Final = tuple((i, i + i, i + i + 1) for i in range(15, 0, -1))
-# A stored node after its bitmaps is n fields of 32 bytes (0 <= n <= 32).
-_FIELDS: Final = [struct.Struct("32s" * n) for n in range(2 * _FANOUT + 1)]
 # Up to this many changed slots a node's new bytes are spliced from its old.
 _SPLICE_MAX: Final = 4
 # Below this many keys a group's end is found by scanning, not bisecting.
 _SCAN: Final = 8
 
-# A slot: None (empty), (hash, None) an inner child, (leaf hash, key) a leaf.
-_Slot: TypeAlias = "tuple[bytes, bytes | None] | None"
-# A decoded node: (hashes, sizes, keys), see "stored nodes" below.
-_Node: TypeAlias = "tuple[list[bytes], list[int], list[bytes | None]]"
 _Values: TypeAlias = "list[bytes | None]"
 _Writes: TypeAlias = "dict[bytes, bytes | None]"
 
@@ -138,171 +125,6 @@ class KVReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
 
-def _nibble(key: bytes, depth: int) -> int:
-    byte = key[depth >> 1]
-    return byte & 0x0F if depth & 1 else byte >> 4
-
-
-def _node_id(depth: int, key: bytes) -> bytes:
-    """Storage key of the node at nibble depth ``depth`` (0..63) on ``key``'s
-    path: the prefix, the depth, then the depth's nibbles of the key padded
-    with a zero nibble to whole bytes."""
-    half = depth >> 1
-    if depth & 1:
-        return _NODE_TAGS[depth] + key[:half] + _HIGH_NIBBLE[key[half]]
-    return _NODE_TAGS[depth] + key[:half]
-
-
-# --- stored nodes ---------------------------------------------------------
-#
-# A node is decoded into a heap over its four binary levels: index 1 is the
-# node itself, the children of i are 2i and 2i+1, slot j is 16 + j (index 0
-# is unused). ``sizes`` holds 0 for an empty subtree (its hash is ZERO), 1
-# for a single leaf and 2 for two keys or more, so at a slot: empty, a leaf,
-# or an inner child (two keys or more below it: the second invariant).
-# ``keys[j]`` is the key of slot j's leaf, else None. Decoding fills the
-# slots only; ``_fold`` fills the levels above them.
-
-
-def _empty_node() -> _Node:
-    return [_ZERO] * 32, [0] * 32, [None] * _FANOUT
-
-
-def _decode_node(raw: bytes, nid: bytes) -> _Node:
-    """The slots of node ``nid`` stored as ``raw``, not yet folded;
-    CorruptStoreError if ``raw`` is not a node's encoding."""
-    bits = int.from_bytes(raw[:4], "big")
-    inner, leaves = bits >> 16, bits & 0xFFFF
-    count, rest = divmod(len(raw) - 4, HASH_SIZE)
-    if len(raw) < 4 or inner & leaves or not bits:
-        raise CorruptStoreError(f"state node {nid.hex()} is malformed")
-    if rest or count != inner.bit_count() + 2 * leaves.bit_count():
-        raise CorruptStoreError(f"state node {nid.hex()} has the wrong length")
-    # The 32-byte fields in order: a hash per inner child, a key and a
-    # hash per leaf.
-    fields = _FIELDS[count].unpack_from(raw, 4)
-    if inner == 0xFFFF:  # every node near the root
-        return _NO_LEVELS + list(fields), _DENSE_SIZES[:], [None] * _FANOUT
-    hashes, sizes = [_ZERO] * 32, [0] * 32
-    keys: list[bytes | None] = [None] * _FANOUT
-    at = 0
-    occupied = inner | leaves
-    inner <<= 16  # bit 47 - j now says whether heap position j is inner
-    for j in _POSITIONS_HIGH[occupied >> 8] + _POSITIONS_LOW[occupied & 0xFF]:
-        if inner >> (47 - j) & 1:
-            hashes[j] = fields[at]
-            sizes[j] = 2
-            at += 1
-        else:
-            keys[j - 16] = fields[at]
-            hashes[j] = fields[at + 1]
-            sizes[j] = 1
-            at += 2
-    return hashes, sizes, keys
-
-
-def _encode_node(node: _Node) -> bytes:
-    """``u16 inner bits || u16 leaf bits`` (bit 15 is slot 0), then each
-    non-empty slot in order: an inner child as its hash, a leaf as its key
-    then its leaf hash."""
-    hashes, sizes, keys = node
-    if sizes[16:] == _DENSE:
-        return _DENSE_BITS + b"".join(hashes[16:])
-    inner = leaves = 0
-    bit = 0x8000
-    parts: list[bytes] = []
-    for j in range(16, 32):
-        size = sizes[j]
-        if size == 2:
-            inner |= bit
-            parts.append(hashes[j])
-        elif size:
-            leaves |= bit
-            parts.append(keys[j - 16] + hashes[j])  # type: ignore[operator]
-        bit >>= 1
-    return ((inner << 16) | leaves).to_bytes(4, "big") + b"".join(parts)
-
-
-def _splice(raw: bytes, node: _Node, changed: list[int]) -> bytes:
-    """``_encode_node(node)`` where ``raw`` encodes ``node`` as it was before
-    the slots ``changed`` (ascending) changed: the bytes of the others are
-    copied over in runs."""
-    hashes, sizes, keys = node
-    bits = int.from_bytes(raw[:4], "big")
-    old_inner, old_leaves = bits >> 16, bits & 0xFFFF
-    inner, leaves = old_inner, old_leaves
-    parts = [b""]  # the bitmaps go first
-    done = 4  # raw[:done] is accounted for
-    for nib in changed:
-        bit = 0x8000 >> nib
-        earlier = 0xFFFF ^ (bit + bit - 1)  # the slots before nib
-        start = (
-            4
-            + 32 * (old_inner & earlier).bit_count()
-            + 64 * (old_leaves & earlier).bit_count()
-        )
-        parts.append(raw[done:start])
-        done = start + (32 if old_inner & bit else 64 if old_leaves & bit else 0)
-        inner &= ~bit
-        leaves &= ~bit
-        size = sizes[16 + nib]
-        if size == 2:
-            inner |= bit
-            parts.append(hashes[16 + nib])
-        elif size:
-            leaves |= bit
-            parts.append(keys[nib])  # type: ignore[arg-type]
-            parts.append(hashes[16 + nib])
-    parts.append(raw[done:])
-    parts[0] = ((inner << 16) | leaves).to_bytes(4, "big")
-    return b"".join(parts)
-
-
-def _set_slot(node: _Node, nib: int, slot: _Slot) -> None:
-    hashes, sizes, keys = node
-    j = 16 + nib
-    if slot is None:
-        hashes[j], sizes[j], keys[nib] = _ZERO, 0, None
-    else:
-        hashes[j], keys[nib] = slot
-        sizes[j] = 1 if slot[1] is not None else 2
-
-
-# --- hashing a node -------------------------------------------------------
-
-
-def _fold(hashes: list[bytes], sizes: list[int]) -> None:
-    """Fill the heap's levels above the slots, in place: a half that holds
-    a single leaf and nothing else is that leaf's hash."""
-    # The loops are the hottest in update(), hence the local names.
-    sha, node = _sha256, STATE_NODE
-    if 0 not in sizes[16:]:  # no empty slot: every position holds two keys
-        for i, left, right in _STEPS:
-            hashes[i] = sha(node + hashes[left] + hashes[right]).digest()
-        sizes[1:16] = _DENSE[1:]
-        return
-    for i, left, right in _STEPS:
-        lsize, rsize = sizes[left], sizes[right]
-        if lsize + rsize > 1:
-            hashes[i] = sha(node + hashes[left] + hashes[right]).digest()
-            sizes[i] = 2
-        elif lsize:
-            hashes[i], sizes[i] = hashes[left], 1
-        else:
-            hashes[i], sizes[i] = hashes[right], rsize
-
-
-@functools.lru_cache(maxsize=64)
-def _hashed_node(raw: bytes, nid: bytes) -> _Node:
-    """A stored node decoded and folded. Keyed by its bytes (and id, for the
-    error message), so it is only ever what they decode to: the root node,
-    which every new StateMap checks, is hashed once. Callers must not
-    change what it returns."""
-    node = _decode_node(raw, nid)
-    _fold(node[0], node[1])
-    return node
-
-
 # Proofs keep the nodes down to this nibble depth, by id and hash: every
 # proof's path starts through them, and a kept one is found without a read.
 # A tree has at most 273 of them, about 4 KB each decoded; the limit leaves
@@ -310,7 +132,7 @@ def _hashed_node(raw: bytes, nid: bytes) -> _Node:
 # of a proof's time at 3*10^5 keys, for 4,369 nodes: some 18 MB.)
 _KEPT_DEPTH: Final = 2
 _KEPT_NODES: Final = 1024
-_kept: Final[Kept[tuple[bytes, bytes], _Node]] = Kept(_KEPT_NODES)
+_kept: Final[Kept[tuple[bytes, bytes], Node]] = Kept(_KEPT_NODES)
 
 
 # --- applying a batch -----------------------------------------------------
@@ -351,7 +173,7 @@ def _runs(
 
 
 def _merge_leaf(
-    slot: _Slot, keys: list[bytes], values: _Values, lo: int, hi: int, writes: _Writes
+    slot: Slot, keys: list[bytes], values: _Values, lo: int, hi: int, writes: _Writes
 ) -> tuple[list[bytes], list[bytes]]:
     """The keys, sorted, and their leaf hashes under a slot that held at
     most one leaf, once the changes [lo, hi) apply; records the value
@@ -412,7 +234,7 @@ class StateMap:
         stored = _ZERO
         raw = self._read(_ROOT_ID)
         if raw is not None:
-            stored = _hashed_node(raw, _ROOT_ID)[0][1]
+            stored = hashed_node(raw, _ROOT_ID)[0][1]
         if stored != root:
             raise CorruptStoreError(
                 f"state root {root.hex()} does not match the stored nodes "
@@ -465,9 +287,9 @@ class StateMap:
         depth = 0
         digest = self._root
         while True:
-            nid = _node_id(depth, key)
+            nid = node_id(depth, key)
             node = self._proof_node(depth, nid, digest)
-            nib = _nibble(key, depth)
+            nib = nibble(key, depth)
             end = _walk(node, nib, path, depth == 0)
             if end is not _CONTINUE:
                 return self._finish_proof(key, end, path)
@@ -483,7 +305,7 @@ class StateMap:
             return pending[skey]
         return self._kv.get(skey)
 
-    def _proof_node(self, depth: int, nid: bytes, digest: bytes) -> _Node:
+    def _proof_node(self, depth: int, nid: bytes, digest: bytes) -> Node:
         """Node ``nid`` decoded and folded, given ``digest``, the hash its
         parent holds for it (the root's: ``root``).
 
@@ -497,8 +319,8 @@ class StateMap:
             found = _kept.get((nid, digest))
             if found is not None:
                 return found
-        node = _decode_node(self._stored(nid), nid)
-        _fold(node[0], node[1])
+        node = decode_node(self._stored(nid), nid)
+        fold(node[0], node[1])
         if node[0][1] != digest:
             raise CorruptStoreError(
                 f"state node {nid.hex()} does not hash to what its parent holds"
@@ -527,21 +349,21 @@ class StateMap:
         raw = self._read(_ROOT_ID)
         if self._before is not None:
             self._before[_ROOT_ID] = raw
-        node = _empty_node() if raw is None else _decode_node(raw, _ROOT_ID)
+        node = empty_node() if raw is None else decode_node(raw, _ROOT_ID)
         if not self._apply_node(0, node, keys, values, 0, len(keys), writes):
             return self._root
         hashes, sizes, _ = node
-        _fold(hashes, sizes)
+        fold(hashes, sizes)
         if not sizes[1]:
             writes[_ROOT_ID] = None
             return _ZERO
-        writes[_ROOT_ID] = _encode_node(node)
+        writes[_ROOT_ID] = encode_node(node)
         return hashes[1]
 
     def _apply_node(
         self,
         depth: int,
-        node: _Node,
+        node: Node,
         keys: list[bytes],
         values: _Values,
         lo: int,
@@ -587,24 +409,24 @@ class StateMap:
         lo: int,
         hi: int,
         writes: _Writes,
-    ) -> _Slot:
+    ) -> Slot:
         """The new slot of the inner child (hash ``digest``) at ``depth``
         on the path of keys [lo, hi), once they apply."""
-        nid = _node_id(depth, keys[lo])
+        nid = node_id(depth, keys[lo])
         raw = self._stored(nid)
         if self._before is not None:
             self._before[nid] = raw
-        node = _decode_node(raw, nid)
+        node = decode_node(raw, nid)
         changed = self._apply_node(depth, node, keys, values, lo, hi, writes)
         if not changed:
             return (digest, None)
         hashes, sizes, leaf_keys = node
-        _fold(hashes, sizes)
+        fold(hashes, sizes)
         if sizes[1] == 2:
             if len(changed) <= _SPLICE_MAX:
-                writes[nid] = _splice(raw, node, changed)
+                writes[nid] = splice(raw, node, changed)
             else:
-                writes[nid] = _encode_node(node)
+                writes[nid] = encode_node(node)
             return (hashes[1], None)
         # Keep "a stored non-root node has two keys or more": an emptied
         # node goes, and a lone leaf moves up into the parent's slot.
@@ -615,7 +437,7 @@ class StateMap:
 
     def _build(
         self, depth: int, keys: list[bytes], digests: list[bytes], writes: _Writes
-    ) -> _Slot:
+    ) -> Slot:
         """The slot at nibble depth ``depth`` holding the leaves of ``keys``
         (sorted, one prefix) with their leaf hashes ``digests``.
         Precondition: no node is stored there."""
@@ -623,20 +445,20 @@ class StateMap:
             return None
         if len(keys) == 1:
             return (digests[0], keys[0])
-        node = _empty_node()
+        node = empty_node()
         for nib, start, end in _runs(keys, 0, len(keys), depth):
             slot = self._build(depth + 1, keys[start:end], digests[start:end], writes)
-            _set_slot(node, nib, slot)
-        nid = _node_id(depth, keys[0])
+            set_slot(node, nib, slot)
+        nid = node_id(depth, keys[0])
         if self._before is not None:
             self._before[nid] = None  # the precondition: nothing was there
-        _fold(node[0], node[1])
-        writes[nid] = _encode_node(node)
+        fold(node[0], node[1])
+        writes[nid] = encode_node(node)
         return (node[0][1], None)
 
     # -- proving -----------------------------------------------------------
 
-    def _finish_proof(self, key: bytes, end: _Slot, path: list[bytes]) -> StateProof:
+    def _finish_proof(self, key: bytes, end: Slot, path: list[bytes]) -> StateProof:
         bitmap, siblings = pack_path(path)
         if end is None:
             return StateProof(kind=EMPTY, bitmap=bitmap, siblings=siblings)
@@ -663,7 +485,7 @@ class StateMap:
 _CONTINUE: Final = (b"", b"")
 
 
-def _walk(node: _Node, nib: int, path: list[bytes], is_root: bool) -> _Slot:
+def _walk(node: Node, nib: int, path: list[bytes], is_root: bool) -> Slot:
     """Follow nibble ``nib`` down one folded node, appending the siblings to
     ``path``; return what ends the path (None or a leaf slot), or _CONTINUE.
 
@@ -672,7 +494,7 @@ def _walk(node: _Node, nib: int, path: list[bytes], is_root: bool) -> _Slot:
     """
     hashes, sizes, _ = node
     if is_root and sizes[1] <= 1:
-        return _lone(node, 0, _FANOUT)
+        return _lone(node, 0, FANOUT)
     i = 1
     for shift in range(3, -1, -1):
         i = i + i + ((nib >> shift) & 1)
@@ -682,7 +504,7 @@ def _walk(node: _Node, nib: int, path: list[bytes], is_root: bool) -> _Slot:
     return _CONTINUE
 
 
-def _lone(node: _Node, start: int, end: int) -> _Slot:
+def _lone(node: Node, start: int, end: int) -> Slot:
     """The one non-empty slot in [start, end), or None if all are empty."""
     hashes, sizes, keys = node
     for j in range(start, end):

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import statemap
 from ledger.errors import CorruptStoreError, RootMismatchError, VerificationError
 from ledger.statemap import (
     EMPTY,
@@ -246,41 +245,6 @@ def test_stored_bytes_of_a_larger_map_follow_the_format() -> None:
         model = {k: v for k, v in {**model, **batch}.items() if v is not None}
         assert root == ref_root(model)
     assert kv == ref_stored(model)
-
-
-slots = st.lists(
-    st.one_of(
-        st.none(),
-        st.tuples(st.binary(min_size=32, max_size=32), st.none()),
-        st.tuples(
-            st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32)
-        ),
-    ),
-    min_size=16,
-    max_size=16,
-)
-
-
-@settings(max_examples=300)
-@given(old=slots, new=slots, changed=st.sets(st.integers(0, 15)))
-def test_a_spliced_node_is_the_node_encoded_afresh(
-    old: list[tuple[bytes, bytes | None] | None],
-    new: list[tuple[bytes, bytes | None] | None],
-    changed: set[int],
-) -> None:
-    # update() writes most nodes by splicing their changed slots into
-    # their old bytes; that must be the very encoding of the new node.
-    if all(slot is None for slot in old):
-        old[0] = (bytes(32), None)
-    node = statemap._empty_node()
-    for nib, slot in enumerate(old):
-        statemap._set_slot(node, nib, slot)
-    raw = statemap._encode_node(node)
-    assert statemap._decode_node(raw, b"") == node
-    for nib in changed:
-        statemap._set_slot(node, nib, new[nib])
-    spliced = statemap._splice(raw, node, sorted(changed))
-    assert spliced == statemap._encode_node(node)
 
 
 @pytest.mark.parametrize(
