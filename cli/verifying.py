@@ -170,6 +170,26 @@ class Outcome:
     doc_id: bytes | None
     trust_from_node: bool = False
 
+    @classmethod
+    def unverified(
+        cls,
+        status: str,
+        detail: str,
+        trust: TrustList,
+        doc_id: bytes | None,
+        *,
+        trust_from_node: bool,
+    ) -> Outcome:
+        """A failure that left no verdict (``detail`` says why)."""
+        return cls(
+            status=status,
+            detail=detail,
+            verdict=None,
+            trust=trust,
+            doc_id=doc_id,
+            trust_from_node=trust_from_node,
+        )
+
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
@@ -286,12 +306,11 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
             try:
                 bundle = load_bundle(req.bundle)
             except VerificationError as exc:
-                return Outcome(
-                    status=exc.reason,
-                    detail=exc.message,
-                    verdict=None,
-                    trust=trust,
-                    doc_id=doc_id,
+                return Outcome.unverified(
+                    exc.reason,
+                    exc.message,
+                    trust,
+                    doc_id,
                     trust_from_node=trust_from_node,
                 )
         elif doc_id is None:
@@ -305,12 +324,11 @@ def run_verify(req: VerifyRequest, *, client_factory: Any = LedgerClient) -> Out
         for opened in clients:
             opened.close()
     if not isinstance(bundle, dict | bytes):
-        return Outcome(
-            status="malformed",
-            detail="the bundle is not a JSON object",
-            verdict=None,
-            trust=trust,
-            doc_id=doc_id,
+        return Outcome.unverified(
+            "malformed",
+            "the bundle is not a JSON object",
+            trust,
+            doc_id,
             trust_from_node=trust_from_node,
         )
 
@@ -356,33 +374,22 @@ def check_bundle(
             max_age_ms=max_age_ms,
         )
     except VerificationError as exc:
-        return Outcome(
-            status=exc.reason,
-            detail=exc.message,
-            verdict=None,
-            trust=trust,
-            doc_id=doc_id,
-            trust_from_node=trust_from_node,
+        return Outcome.unverified(
+            exc.reason, exc.message, trust, doc_id, trust_from_node=trust_from_node
         )
     except LedgerError as exc:
         # Anything else the verifier could not even read is malformed input.
-        return Outcome(
-            status="malformed",
-            detail=str(exc),
-            verdict=None,
-            trust=trust,
-            doc_id=doc_id,
-            trust_from_node=trust_from_node,
+        return Outcome.unverified(
+            "malformed", str(exc), trust, doc_id, trust_from_node=trust_from_node
         )
     # (5): a bundle for another document than the receipt or QR names is
     # a swapped bundle, whatever it says about its own document.
     if doc_id is not None and verdict.doc_id != doc_id:
-        return Outcome(
-            status="tampered",
-            detail=f"the bundle is for {verdict.doc_id.hex()}, not {doc_id.hex()}",
-            verdict=None,
-            trust=trust,
-            doc_id=doc_id,
+        return Outcome.unverified(
+            "tampered",
+            f"the bundle is for {verdict.doc_id.hex()}, not {doc_id.hex()}",
+            trust,
+            doc_id,
             trust_from_node=trust_from_node,
         )
     return Outcome(

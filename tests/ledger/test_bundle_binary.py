@@ -27,6 +27,7 @@ from ledger.errors import VerificationError
 from ledger.stateproof import StateProof
 from ledger.store import LedgerStore
 from ledger.verify import MAX_CHANGES, MAX_PATH, Verdict, verify_bundle
+from tests.ledger.json_mutations import json_values, value_paths
 from tests.ledger.store_helpers import (
     T0,
     Chain,
@@ -463,39 +464,17 @@ def test_a_flipped_bit_never_passes_as_something_else(
     assert again == verify(ledger.bundles[name])
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
-def _paths(
-    value: object, prefix: tuple[object, ...] = ()
-) -> Iterator[tuple[object, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _paths(item, (*prefix, i))
-
-
 @settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(data=st.data(), replacement=_json)
+@given(data=st.data(), replacement=json_values)
 def test_encoding_any_json_value_replaced_is_malformed_or_decodes_back(
     ledger: Ledger, data: st.DataObject, replacement: object
 ) -> None:
     bundle = copy.deepcopy(ledger.bundles["5"])
-    path = data.draw(st.sampled_from([p for p in _paths(bundle) if p]))
+    path = data.draw(st.sampled_from([p for p in value_paths(bundle) if p]))
     target: object = bundle
     for step in path[:-1]:
         target = target[step]  # type: ignore[index]

@@ -20,6 +20,7 @@ from ledger.note import format_note, parse_note
 from ledger.store import LedgerStore, NoFinalCheckpointError
 from ledger.trust import TrustList
 from ledger.verify import Verdict, verify_bundle
+from tests.ledger.json_mutations import json_values, value_paths
 from tests.ledger.store_helpers import (
     T0,
     Chain,
@@ -305,39 +306,17 @@ def test_a_flipped_bit_never_passes_as_something_else(
     assert again == verdict
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
-def _paths(
-    value: object, prefix: tuple[object, ...] = ()
-) -> Iterator[tuple[object, ...]]:
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _paths(item, (*prefix, i))
-
-
 @settings(
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(data=st.data(), replacement=_json)
+@given(data=st.data(), replacement=json_values)
 def test_any_value_replaced_gives_a_verification_error(
     ledger: Ledger, data: st.DataObject, replacement: object
 ) -> None:
     bundle = build_bundle(ledger.store, doc_id(5))
-    paths = [p for p in _paths(bundle) if p]
+    paths = [p for p in value_paths(bundle) if p]
     path = data.draw(st.sampled_from(paths))
     target: object = bundle
     for step in path[:-1]:
