@@ -309,7 +309,9 @@ def revoke_reason_name(reason: str, lang: str) -> str:
 # ledger.keys; ledger.bundle and the store for ``stale``), each matched as a
 # whole, and their Vietnamese. Named groups carry the variable parts into
 # the Vietnamese unchanged, except that a group whose name ends in ``_n`` is
-# an integer, written with the Vietnamese thousands separator, and ``raw``
+# an integer, written with the Vietnamese thousands separator, one ending in
+# ``_ms`` a duration in milliseconds, written in days, hours and minutes
+# (``_duration``), and ``raw``
 # is an exception's own text, left in English. A message not listed here
 # gets its status's lead-in (DETAIL_LEADS) before it.
 DETAIL_TEXT: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
@@ -337,9 +339,9 @@ DETAIL_TEXT: Final[tuple[tuple[re.Pattern[str], str], ...]] = tuple(
         ),
         (r"bad checkpoint: (?P<raw>.*)", "Điểm kiểm tra không hợp lệ: {raw}"),
         (
-            r"checkpoint is (?P<age_n>\d+) ms old, limit (?P<limit_n>\d+)",
-            "Điểm kiểm tra mới nhất đã được lập cách đây {age_n} ms, quá giới hạn "
-            "{limit_n} ms.",
+            r"checkpoint is (?P<age_ms>\d+) ms old, limit (?P<limit_ms>\d+)",
+            "Điểm kiểm tra mới nhất đã được lập cách đây {age_ms}, quá giới hạn "
+            "{limit_ms}.",
         ),
         # The leaves: in the log, signed by their issuer, about this document.
         (
@@ -542,7 +544,7 @@ def detail_text(detail: str, status: str, lang: str) -> str:
         found = pattern.fullmatch(detail)
         if found is not None:
             values = {
-                name: _count(value, lang) if name.endswith("_n") else value
+                name: _field(name, value, lang)
                 for name, value in found.groupdict().items()
             }
             return vi.format(**values)
@@ -553,3 +555,29 @@ def _count(digits: str, lang: str) -> str:
     # A u64 has 20 digits; anything longer is shown as it came (int() of
     # thousands of digits would raise).
     return digits if len(digits) > 20 else format_count(int(digits), lang)
+
+
+def _field(name: str, value: str, lang: str) -> str:
+    if name.endswith("_n"):
+        return _count(value, lang)
+    if name.endswith("_ms") and len(value) <= 20:
+        return _duration(int(value))
+    return value
+
+
+# Vietnamese units, largest first, with their length in seconds.
+_UNITS: Final = (("ngày", 86_400), ("giờ", 3_600), ("phút", 60), ("giây", 1))
+
+
+def _duration(ms: int) -> str:
+    """``ms`` as its two largest non-zero Vietnamese units ("1 ngày 1 giờ");
+    under a second, in milliseconds. A reader weighs how stale a checkpoint
+    is in hours, not in millions of milliseconds."""
+    if ms < 1_000:
+        return f"{ms} ms"
+    left, parts = ms // 1_000, []
+    for unit, seconds in _UNITS:
+        count, left = divmod(left, seconds)
+        if count:
+            parts.append(f"{format_count(count, 'vi')} {unit}")
+    return " ".join(parts[:2])

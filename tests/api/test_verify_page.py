@@ -609,3 +609,18 @@ def test_a_count_too_long_for_a_u64_is_shown_as_it_came() -> None:
     assert detail_text("batch of 12345 entries", "malformed", "vi").endswith(
         ": 12.345."
     )
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "says"),
+    [(500, "500 ms"), (90_000, "1 phút 30 giây"), (3 * 86_400_000, "3 ngày")],
+)
+def test_a_stale_checkpoints_age_reads_in_units_a_person_weighs(
+    age_ms: int, says: str
+) -> None:
+    detail = f"checkpoint is {age_ms} ms old, limit 1000"
+    text = detail_text(detail, "stale", "vi")
+    assert (
+        text
+        == f"Điểm kiểm tra mới nhất đã được lập cách đây {says}, quá giới hạn 1 giây."
+    )
